@@ -1,0 +1,587 @@
+"""Parse a subhost configuration file into a frozen `Config` (SPEC §2).
+
+Pure: reads the file and, unless ``evaluate=False``, runs the ``!`` commands of its values;
+never looks at anything else on the host (that is ``validate``'s job). Standard library only,
+because the systemd generator imports it.
+
+Semantics kept from overlay-boot 1.6.4:
+
+* ``VAR=value`` with VAR in column 1; the value is stripped; other lines are ignored.
+* The first assignment of a variable counts (even an empty one, which means "the default");
+  ``SHARE`` may repeat (1.6.4 also accepted blanks before its ``=``: ``SHARE = /srv``).
+* ``!cmd`` runs ``cmd`` with ``CONFIG`` set; its first output line is the value. ``SHARE``
+  never runs commands.
+* A relative ``BASE`` is taken from the directory of the config file after symlinks to the file
+  are resolved; other relative paths are relative to ``BASE``.
+
+Every problem found is collected; one `ConfigError` carries them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from overlay_boot import naming
+from overlay_boot.errors import ConfigError, Problem
+
+KNOWN = (
+    "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
+    "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG",
+)
+# Order in which `!` commands run (they may have side effects, e.g. overlay-diskfile mounts):
+# BASE first, because every other command runs in it.
+_EVAL_ORDER = (
+    "BASE", "NAME", "LOG", "CABLES", "LIVE", "UPPER", "WORK", "LOWER", "START",
+    "PREMOUNT", "POSTMOUNT", "INIT", "RAM_SIZE",
+)
+DEFAULT_START = ("networking", "ssh")
+DEFAULT_RAM_SIZE = "50M"
+
+_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+_SHARE_ASSIGN = re.compile(r"SHARE[ \t]*=(.*)")
+_BLANKS = " \t\r\f\v"
+_RAM_SIZE = re.compile(r"[0-9]+[kKmMgG%]?")
+_SERVICE = re.compile(r"[A-Za-z0-9_.@+-]+")
+_MAC_OCTET = re.compile(r"[0-9A-Fa-f]{1,2}")
+_VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
+
+
+@dataclass(frozen=True)
+class Cable:
+    """A veth pair: host end ``NAME<i>``, subhost end ``eth<i>``."""
+
+    index: int
+    host_if: str
+    sub_if: str
+    bridge: str | None
+    mac: str | None  # normalised lower-case aa:bb:cc:dd:ee:ff
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Vlan:
+    """A VLAN carried on a previous cable: ``NAME<i>.<tag>`` / ``eth<i>.<tag>``."""
+
+    cable_index: int
+    tag: int
+    host_if: str
+    sub_if: str
+    bridge: str | None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host path bound into the subhost."""
+
+    source: Path  # absolute host path
+    target: Path  # absolute path inside the subhost
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A parsed configuration.
+
+    With ``load_config(evaluate=False)`` the variables in ``unresolved`` were ``!`` commands
+    that were not run, and every field derived from them is None (paths), ``()`` (lower,
+    cables, vlans, start) or left out (relative SHARE sources when BASE is unresolved).
+    """
+
+    path: Path  # absolute path of the config file as given (not symlink-resolved)
+    name: str
+    base: Path | None
+    live: Path | None
+    upper: Path | None
+    work: Path | None
+    lower: tuple[Path, ...]  # top first
+    cables: tuple[Cable, ...] = ()
+    vlans: tuple[Vlan, ...] = ()
+    start: tuple[str, ...] = DEFAULT_START  # () for "none"
+    ram_size: str | None = DEFAULT_RAM_SIZE  # None for "none"
+    shares: tuple[Share, ...] = ()
+    premount: str | None = None
+    postmount: str | None = None
+    init: str | None = None
+    log: Path | None = None
+    warnings: tuple[str, ...] = ()
+    lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    unresolved: frozenset[str] = frozenset()
+
+    @property
+    def variant(self) -> Literal["overlay", "bind", "premounted"]:
+        """The root filesystem variant of SPEC §2.1, comparing resolved paths.
+
+        "overlay" when UPPER or LOWER is unknown (evaluate=False) or LOWER has several layers.
+        """
+        if self.upper is None or len(self.lower) != 1:
+            return "overlay"
+        upper = os.path.realpath(self.upper)
+        if upper != os.path.realpath(self.lower[0]):
+            return "overlay"
+        if self.live is not None and upper == os.path.realpath(self.live):
+            return "premounted"
+        return "bind"
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """Host-side interface names (cables, then VLANs)."""
+        return tuple(c.host_if for c in self.cables) + tuple(v.host_if for v in self.vlans)
+
+    @property
+    def bridges(self) -> tuple[str, ...]:
+        """Bridges named in CABLES, each once, in order."""
+        seen: dict[str, None] = {}
+        for b in [c.bridge for c in self.cables] + [v.bridge for v in self.vlans]:
+            if b:
+                seen[b] = None
+        return tuple(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the file
+
+
+@dataclass(frozen=True)
+class _Assignment:
+    value: str
+    line: int
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(Problem(str(path), f"cannot read: {e.strerror or e}")) from None
+    if b"\0" in data:
+        raise ConfigError(Problem(str(path), "binary file (contains NUL bytes), not a config"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            Problem(str(path), f"binary file (invalid UTF-8 at byte {e.start}), not a config")
+        ) from None
+
+
+def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignment], list[str]]:
+    """First assignment of each variable, every SHARE, and warnings."""
+    first: dict[str, _Assignment] = {}
+    shares: list[_Assignment] = []
+    warnings: list[str] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        m = _SHARE_ASSIGN.match(line)
+        if m:
+            shares.append(_Assignment(m.group(1).strip(_BLANKS), number))
+            continue
+        m = _ASSIGN.match(line)
+        if not m:
+            continue
+        var, value = m.group(1), m.group(2).strip(_BLANKS)
+        if var not in KNOWN:
+            warnings.append(f"{path}:{number}: unknown variable {var} ignored")
+        elif var in first:
+            warnings.append(
+                f"{path}:{number}: {var} assigned again; the first assignment "
+                f"(line {first[var].line}) counts"
+            )
+        else:
+            first[var] = _Assignment(value, number)
+    return first, shares, warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# `!` commands
+
+
+class _CommandFailed(Exception):
+    pass
+
+
+def _tail(data: bytes, limit: int = 300) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if len(text) > limit:
+        text = "…" + text[-limit:]
+    return text.replace("\n", " | ")
+
+
+def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
+    """Run a ``!`` command and return the first line of its output (stripped).
+
+    The command runs in a process group of its own, killed as a whole on timeout.
+    """
+    env = dict(os.environ, CONFIG=str(config))
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as e:
+        raise _CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise _CommandFailed(
+            f"command {command!r} did not finish within {timeout:g} s (killed)"
+        ) from None
+    if proc.returncode != 0:
+        status = (f"exit status {proc.returncode}" if proc.returncode > 0
+                  else f"killed by signal {-proc.returncode}")
+        detail = _tail(err)
+        raise _CommandFailed(
+            f"command {command!r} failed ({status})" + (f": {detail}" if detail else "")
+        )
+    try:
+        text = out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _CommandFailed(f"command {command!r} printed invalid UTF-8") from None
+    first = text.split("\n", 1)[0].strip(_BLANKS)
+    if "\0" in first:
+        raise _CommandFailed(f"command {command!r} printed a NUL byte")
+    if not first:
+        detail = _tail(err)
+        raise _CommandFailed(
+            f"command {command!r} printed nothing" + (f" (stderr: {detail})" if detail else "")
+        )
+    return first
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=2)
+    except subprocess.TimeoutExpired:
+        # Something outside the group still holds the pipes: stop waiting for it.
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# the parser
+
+
+class _Parser:
+    def __init__(self, path: Path, evaluate: bool, timeout: float):
+        self.path = path
+        self.where = str(path)
+        self.evaluate = evaluate
+        self.timeout = timeout
+        self.problems: list[Problem] = []
+        self.unresolved: set[str] = set()
+        self.values: dict[str, str] = {}  # after `!` evaluation; missing = default/unresolved
+        self.first: dict[str, _Assignment] = {}
+        self.base: Path | None = None
+
+    def problem(self, var: str | None, message: str, line: int | None = None) -> None:
+        if line is None and var is not None and var in self.first:
+            line = self.first[var].line
+        self.problems.append(Problem(self.where, message, var, line))
+
+    def line(self, var: str) -> int | None:
+        a = self.first.get(var)
+        return a.line if a else None
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate_all(self, config_dir: str) -> None:
+        """Fill ``values`` with literal or evaluated values (in 1.6.4's order) and ``base``.
+
+        BASE comes first: its command runs in the config file's (resolved) directory and every
+        other command runs in BASE.
+        """
+        for var in _EVAL_ORDER:
+            a = self.first.get(var)
+            if a is None or not a.value:
+                continue
+            if a.value.startswith("!"):
+                self._evaluate(var, a.value[1:].strip(_BLANKS), config_dir)
+            else:
+                self.values[var] = a.value
+            if var == "BASE" and var in self.values:
+                self.base = Path(os.path.realpath(os.path.join(config_dir, self.values[var])))
+
+    def _evaluate(self, var: str, command: str, config_dir: str) -> None:
+        if not self.evaluate:
+            if var == "NAME":
+                self.problem(
+                    var, "NAME is a command; the generator cannot run it: give a literal NAME"
+                )
+            self.unresolved.add(var)
+            return
+        if not command:
+            self.problem(var, "'!' without a command")
+            return
+        if var == "BASE":
+            cwd = config_dir
+        elif self.base is None:
+            self.problem(var, "command not run: BASE is unusable")
+            return
+        elif not self.base.is_dir():
+            self.problem(var, f"command not run: BASE {self.base} is not a directory")
+            return
+        else:
+            cwd = str(self.base)
+        try:
+            self.values[var] = run_command(command, config=self.path, cwd=cwd,
+                                           timeout=self.timeout)
+        except _CommandFailed as e:
+            self.problem(var, str(e))
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def path_of(self, var: str, base: Path | None, default: str | None) -> Path | None:
+        """A path variable: value (or default) relative to BASE, normalised."""
+        if var in self.unresolved:
+            return None
+        value = self.values.get(var, default)
+        if value is None:
+            return None
+        if os.path.isabs(value):
+            return Path(os.path.normpath(value))
+        if base is None:
+            return None
+        return Path(os.path.normpath(os.path.join(base, value)))
+
+    def lower_of(self, base: Path | None) -> tuple[Path, ...]:
+        if "LOWER" in self.unresolved:
+            return ()
+        value = self.values.get("LOWER", "/")
+        layers: list[Path] = []
+        for part in value.split(":"):
+            if not part:
+                self.problem("LOWER", f"{value!r} has an empty layer")
+                continue
+            if os.path.isabs(part):
+                layers.append(Path(os.path.normpath(part)))
+            elif base is None:
+                return ()
+            else:
+                layers.append(Path(os.path.normpath(os.path.join(base, part))))
+        return tuple(layers)
+
+    # -- the other variables --------------------------------------------------------------
+
+    def name_of(self) -> str:
+        if "NAME" in self.values:
+            name = self.values["NAME"]
+            why = naming.name_problem(name)
+            if why:
+                self.problem("NAME", f"{why} (1-{naming.NAME_MAX} of A-Z a-z 0-9 _ -, "
+                                     "not starting with '-')")
+            return name
+        name = self.path.name
+        if name.endswith(".conf") and len(name) > len(".conf"):
+            name = name[: -len(".conf")]
+        why = naming.name_problem(name)
+        if why and "NAME" not in self.unresolved:
+            self.problem("NAME", f"{why}: the default NAME comes from the file name; "
+                                 "give NAME=... or rename the file")
+        return name
+
+    def start_of(self) -> tuple[str, ...]:
+        if "START" in self.unresolved:
+            return ()
+        value = self.values.get("START")
+        if value is None:
+            return DEFAULT_START
+        words = value.split()
+        if words == ["none"]:
+            return ()
+        for w in words:
+            if w == "none":
+                self.problem("START", "'none' must be the only word")
+            elif w.startswith("/"):
+                if "\0" in w:
+                    self.problem("START", f"{w!r} is not a usable path")
+            elif not _SERVICE.fullmatch(w) or w.startswith(("-", ".")):
+                self.problem(
+                    "START",
+                    f"{w!r} is neither a service name ([A-Za-z0-9_.@+-], not starting with "
+                    "'-' or '.') nor an absolute path",
+                )
+        return tuple(words)
+
+    def ram_size_of(self) -> str | None:
+        if "RAM_SIZE" in self.unresolved:
+            return None
+        value = self.values.get("RAM_SIZE", DEFAULT_RAM_SIZE)
+        if value == "none":
+            return None
+        if not _RAM_SIZE.fullmatch(value):
+            self.problem(
+                "RAM_SIZE",
+                f"{value!r} is not a size: digits with an optional k, m, g (or K, M, G) or %, "
+                "or 'none'",
+            )
+        return value
+
+    def cables_of(self, name: str, name_ok: bool) -> tuple[tuple[Cable, ...], tuple[Vlan, ...]]:
+        if "CABLES" in self.unresolved or "CABLES" not in self.values:
+            return (), ()
+        cables: list[Cable] = []
+        vlans: list[Vlan] = []
+        macs: dict[str, str] = {}
+        tags: set[tuple[int, int]] = set()
+        line = self.line("CABLES")
+        for spec in self.values["CABLES"].split():
+            if "=" not in spec:
+                self.problem("CABLES", f"{spec!r} has no '=' (write [bridge]=[mac|.vlan])")
+                continue
+            bridge, right = spec.split("=", 1)
+            if bridge:
+                why = naming.ifname_problem(bridge)
+                if why:
+                    self.problem("CABLES", f"{spec!r}: bridge {why}")
+            if right.startswith("."):
+                tag_text = right[1:]
+                if not tag_text.isascii() or not tag_text.isdigit():
+                    self.problem("CABLES", f"{spec!r}: VLAN tag {tag_text!r} is not a number")
+                    continue
+                if not _VLAN_TAG.fullmatch(tag_text) or not 1 <= int(tag_text) <= 4094:
+                    self.problem("CABLES", f"{spec!r}: VLAN tag must be 1-4094")
+                    continue
+                tag = int(tag_text)
+                if not cables:
+                    self.problem(
+                        "CABLES", f"{spec!r}: a VLAN needs a cable before it to be carried on"
+                    )
+                    continue
+                i = cables[-1].index
+                if (i, tag) in tags:
+                    self.problem("CABLES", f"{spec!r}: VLAN {tag} on cable {i} given twice")
+                    continue
+                tags.add((i, tag))
+                vlans.append(Vlan(i, tag, naming.host_vlan_if(name, i, tag),
+                                  naming.sub_vlan_if(i, tag), bridge or None, line))
+                continue
+            mac = None
+            if right:
+                mac = _mac(right)
+                if mac is None:
+                    self.problem("CABLES", f"{spec!r}: {right!r} is not a MAC address "
+                                           "(six hex bytes separated by ':')")
+                    continue
+                first_octet = int(mac[:2], 16)
+                if first_octet & 1:
+                    self.problem("CABLES", f"{spec!r}: {mac} is a multicast address; "
+                                           "an interface needs a unicast MAC")
+                    continue
+                if mac == "00:00:00:00:00:00":
+                    self.problem("CABLES", f"{spec!r}: the all-zero MAC is not usable")
+                    continue
+                if mac in macs:
+                    self.problem("CABLES", f"{spec!r}: MAC {mac} is already used by "
+                                           f"{macs[mac]!r}")
+                    continue
+                macs[mac] = spec
+            i = len(cables)
+            cables.append(Cable(i, naming.host_if(name, i), naming.sub_if(i), bridge or None,
+                                mac, line))
+        if name_ok:
+            for ifname in [c.host_if for c in cables] + [c.sub_if for c in cables] + \
+                    [v.host_if for v in vlans] + [v.sub_if for v in vlans]:
+                if len(ifname) > naming.IFNAME_MAX:
+                    self.problem(
+                        "CABLES",
+                        f"interface name {ifname!r} would be longer than "
+                        f"{naming.IFNAME_MAX} characters (shorten NAME or use fewer cables)",
+                    )
+        return tuple(cables), tuple(vlans)
+
+    def shares_of(self, shares: list[_Assignment], base: Path | None,
+                  lower: tuple[Path, ...]) -> tuple[Share, ...]:
+        result: list[Share] = []
+        lower_real = {os.path.realpath(p) for p in lower}
+        for a in shares:
+            if not a.value:
+                continue
+            host, sep, sub = a.value.partition(":")
+            if not sep:
+                sub = host
+            if not host:
+                self.problem("SHARE", f"{a.value!r} has no host path", a.line)
+                continue
+            if not sub:
+                self.problem("SHARE", f"{a.value!r} has an empty subhost path", a.line)
+                continue
+            if os.path.isabs(host):
+                source = Path(os.path.normpath(host))
+            elif base is None:
+                continue  # BASE unresolved (evaluate=False)
+            else:
+                source = Path(os.path.normpath(os.path.join(base, host)))
+            target = Path(os.path.normpath(os.path.join("/", sub)))
+            if os.path.realpath(source) in lower_real:
+                continue  # 1.6.4: a source equal to LOWER is skipped
+            if target == Path("/"):
+                self.problem("SHARE", f"{a.value!r}: cannot bind onto the subhost's root",
+                             a.line)
+                continue
+            result.append(Share(source, target, a.line))
+        return tuple(result)
+
+
+def _mac(text: str) -> str | None:
+    parts = text.split(":")
+    if len(parts) != 6 or not all(_MAC_OCTET.fullmatch(p) for p in parts):
+        return None
+    return ":".join(f"{int(p, 16):02x}" for p in parts)
+
+
+def load_config(path: str | Path, *, evaluate: bool = True,
+                command_timeout: float = 30.0) -> Config:
+    """Parse the config file at ``path``; raise `ConfigError` with every problem found.
+
+    ``evaluate=False`` never runs ``!`` commands (the generator): see `Config`.
+    """
+    abspath = Path(os.path.abspath(path))
+    text = _read_text(abspath)
+    p = _Parser(abspath, evaluate, command_timeout)
+    first, share_lines, warnings = _scan(text, str(abspath))
+    p.first = first
+
+    p.evaluate_all(os.path.dirname(os.path.realpath(abspath)))
+    base = p.base
+    if base is None and "BASE" not in p.unresolved and "BASE" not in p.values \
+            and not any(x.variable == "BASE" for x in p.problems):
+        p.problem("BASE", "BASE is required (the subhost's base directory)")
+
+    name = p.name_of()
+    name_ok = naming.name_problem(name) is None
+    live = p.path_of("LIVE", base, "live")
+    upper = p.path_of("UPPER", base, "root")
+    work = p.path_of("WORK", base, "work")
+    lower = p.lower_of(base)
+    cables, vlans = p.cables_of(name, name_ok)
+    start = p.start_of()
+    ram_size = p.ram_size_of()
+    shares = p.shares_of(share_lines, base, lower)
+    log_value = p.values.get("LOG")
+    log = None if log_value in (None, "none") else p.path_of("LOG", base, None)
+
+    if p.problems:
+        raise ConfigError(p.problems)
+
+    lines = {var: a.line for var, a in first.items()}
+    if share_lines:
+        lines["SHARE"] = share_lines[0].line
+    return Config(
+        path=abspath, name=name, base=base, live=live, upper=upper, work=work, lower=lower,
+        cables=cables, vlans=vlans, start=start, ram_size=ram_size, shares=shares,
+        premount=p.values.get("PREMOUNT"), postmount=p.values.get("POSTMOUNT"),
+        init=p.values.get("INIT"), log=log, warnings=tuple(warnings),
+        lines=MappingProxyType(lines), unresolved=frozenset(p.unresolved),
+    )
