@@ -249,9 +249,10 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
     if "\0" in first:
         raise _CommandFailed(f"command {command!r} printed a NUL byte")
     if not first:
+        what = "printed an empty first line" if text.strip() else "printed nothing"
         detail = _tail(err)
         raise _CommandFailed(
-            f"command {command!r} printed nothing" + (f" (stderr: {detail})" if detail else "")
+            f"command {command!r} {what}" + (f" (stderr: {detail})" if detail else "")
         )
     return first
 

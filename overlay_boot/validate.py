@@ -1,0 +1,151 @@
+"""Checks of a parsed `Config` against the host, before anything is created.
+
+Directories and their filesystems, the bridges named in CABLES, SHARE sources, and the
+ownership and modes of the config file (its ``!`` values run as root). Standard library only.
+Interface names already in use are the runtime's business (it removes stale ends of the same
+subhost and reports anything else).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from overlay_boot.config import Config
+from overlay_boot.errors import ConfigError, Problem
+
+SYS_CLASS_NET = Path("/sys/class/net")
+
+
+def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[Problem]:
+    """Every problem of ``config`` on this host (empty when it can start)."""
+    problems: list[Problem] = []
+    where = str(config.path)
+
+    def add(var: str | None, message: str, line: int | None = None) -> None:
+        if line is None and var is not None:
+            line = config.lines.get(var)
+        problems.append(Problem(where, message, var, line))
+
+    problems += _config_file_problems(config.path)
+
+    if config.base is not None:
+        why = _dir_problem(config.base)
+        if why:
+            add("BASE", f"BASE {config.base} {why}")
+
+    variant = config.variant
+    dirs: list[tuple[str, Path | None]] = [("LIVE", config.live)]
+    if variant != "premounted":
+        dirs.append(("UPPER", config.upper))
+    if variant == "overlay":
+        dirs.append(("WORK", config.work))
+        dirs += [("LOWER", p) for p in config.lower]
+    bad: set[str] = set()
+    for var, path in dirs:
+        if path is None:
+            continue
+        why = _dir_problem(path)
+        if why:
+            add(var, f"{var} {path} {why}")
+            bad.add(var)
+    if variant == "overlay" and config.upper and config.work and not bad & {"UPPER", "WORK"}:
+        why = _work_problem(config.upper, config.work)
+        if why:
+            add("WORK", why)
+
+    for bridge in config.bridges:
+        dev = sys_class_net / bridge
+        if not dev.exists():
+            add("CABLES", f"bridge {bridge} does not exist")
+        elif not (dev / "bridge").is_dir():
+            add("CABLES", f"{bridge} exists but is not a bridge")
+
+    for share in config.shares:
+        if not os.path.exists(share.source):
+            add("SHARE", f"SHARE source {share.source} does not exist", share.line)
+
+    return problems
+
+
+def require_valid(config: Config) -> None:
+    """Raise `ConfigError` with every problem of ``config`` on this host."""
+    problems = check_host(config)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _dir_problem(path: Path) -> str | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"is not accessible: {e.strerror or e}"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    return None
+
+
+def _work_problem(upper: Path, work: Path) -> str | None:
+    """overlayfs wants WORK on UPPER's filesystem, and neither inside the other."""
+    try:
+        if os.stat(upper).st_dev != os.stat(work).st_dev:
+            return (f"WORK {work} is not on the same filesystem as UPPER {upper} "
+                    "(overlayfs needs both on one filesystem)")
+    except OSError as e:
+        return f"cannot compare WORK and UPPER filesystems: {e.strerror or e}"
+    u, w = os.path.realpath(upper), os.path.realpath(work)
+    if u == w:
+        return f"WORK {work} and UPPER {upper} are the same directory"
+    if w.startswith(u.rstrip("/") + "/") or u.startswith(w.rstrip("/") + "/"):
+        return f"WORK {work} and UPPER {upper} must not be inside one another"
+    return None
+
+
+def _config_file_problems(path: Path) -> list[Problem]:
+    """The config file, every symlink leading to it, and their directories must be root's.
+
+    ``!`` values run as root: whoever can change the file, or replace it in its directory,
+    could run anything as root.
+    """
+    problems: list[Problem] = []
+    checked: set[str] = set()
+
+    def check(p: str, what: str) -> None:
+        if p in checked:
+            return
+        checked.add(p)
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            problems.append(Problem(str(path), f"cannot check {what} {p}: {e.strerror or e}"))
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid != 0:
+            problems.append(Problem(
+                str(path),
+                f"{what} {p} is owned by uid {st.st_uid}, not root; "
+                "'!' values run as root, so it must belong to root",
+            ))
+        if mode & 0o022:
+            who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others"))
+                               if mode & bit)
+            problems.append(Problem(
+                str(path),
+                f"{what} {p} is writable by {who} (mode {mode:04o}); "
+                "'!' values run as root, so only root may write it",
+            ))
+
+    real = os.path.realpath(path)
+    check(real, "config file")
+    check(os.path.dirname(real), "directory")
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's symlink limit
+        check(os.path.dirname(current), "directory")
+        if not os.path.islink(current):
+            break
+        target = os.readlink(current)
+        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
+    return problems
