@@ -16,7 +16,9 @@ EMERG, ALERT, CRIT, ERR, WARNING, NOTICE, INFO, DEBUG = range(8)
 
 _extra_fd: int | None = None
 _tag = "overlay-boot"
-_debug = os.environ.get("SYSTEMD_LOG_LEVEL", "") == "debug" or bool(os.environ.get("OVERLAY_BOOT_DEBUG"))
+_debug = bool(os.environ.get("OVERLAY_BOOT_DEBUG")) or (
+    os.environ.get("SYSTEMD_LOG_LEVEL") == "debug"
+)
 
 
 def _journal_prefix_wanted() -> bool:

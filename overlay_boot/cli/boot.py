@@ -1,0 +1,174 @@
+"""overlay-boot: start a subhost.
+
+    overlay-boot CONF               start in the background, return once its services started
+    overlay-boot --foreground CONF  stay attached (the supervisor is this process)
+    overlay-boot --instance NAME    the main process of overlay-boot@NAME.service
+    overlay-boot --verify [CONF…]   check configs (all known ones without arguments)
+
+On a host booted with systemd, ``overlay-boot CONF`` starts the subhost as the systemd unit
+overlay-boot@NAME.service, so supervision and the journal are the same either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .. import log
+from ..errors import ConfigError, Problem, SubhostError
+from .common import UsageError, require_root, run_main
+
+DEFAULT_LOG_DIR = Path("/var/log/overlay-boot")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="overlay-boot", description="Start an overlay-boot subhost."
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--foreground", "-f", action="store_true", help="stay attached")
+    mode.add_argument("--instance", metavar="NAME", help="run as overlay-boot@NAME.service")
+    mode.add_argument("--verify", action="store_true", help="check configuration files")
+    parser.add_argument(
+        "--no-systemd",
+        action="store_true",
+        help="start directly even on a host booted with systemd",
+    )
+    parser.add_argument("config", nargs="*", help="configuration file")
+    args = parser.parse_args(argv)
+    if not args.verify and not args.instance and len(args.config) != 1:
+        parser.error("exactly one configuration file is needed")
+    if args.instance and args.config:
+        parser.error("--instance takes no configuration file")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_main(lambda: _main(args), "overlay-boot")
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.verify:
+        from ..generator import verify
+
+        return verify([Path(p) for p in args.config])
+    require_root()
+    if args.instance:
+        config = load_instance(args.instance)
+        return supervise(config)
+    path = Path(os.path.abspath(args.config[0]))
+    if not path.exists():
+        raise missing_config(path)
+    if args.foreground:
+        return supervise(load_valid(path))
+    if not args.no_systemd and _systemd_booted():
+        from .systemd_ops import start_through_systemd
+
+        return start_through_systemd(path)
+    return start_in_background(load_valid(path))
+
+
+def missing_config(path: Path) -> ConfigError:
+    return ConfigError(Problem(str(path), "no such configuration file"))
+
+
+def load_valid(path: Path):
+    from ..config import load_config
+    from ..validate import require_valid
+
+    config = load_config(path)
+    require_valid(config)
+    return config
+
+
+def load_instance(name: str):
+    """The config of overlay-boot@NAME: from the generator's drop-in, else looked up by name."""
+    from ..naming import is_safe_instance
+
+    if not is_safe_instance(name):
+        raise UsageError(f"invalid subhost instance name {name!r}")
+    given = os.environ.get("OVERLAY_BOOT_CONFIG")
+    if given:
+        path = Path(given)
+    else:
+        from ..discovery import find_instance
+
+        path = find_instance(name)
+    config = load_valid(path)
+    if config.name != name:
+        raise ConfigError(
+            Problem(str(path), f"defines subhost {config.name!r}, not {name!r}", variable="NAME")
+        )
+    return config
+
+
+def _systemd_booted() -> bool:
+    return os.path.isdir("/run/systemd/system") and not os.environ.get("OVERLAY_BOOT_NO_SYSTEMD")
+
+
+def supervise(config, ready=None) -> int:
+    """Run the supervisor in this process."""
+    from ..supervisor import Supervisor, open_log
+
+    log.configure(tag=f"overlay-boot[{config.name}]")
+    open_log(config.log)
+    return Supervisor(config, ready=ready).run()
+
+
+def start_in_background(config) -> int:
+    """Fork the supervisor into its own session; return once the subhost is ready (or failed)."""
+    log_path = config.log or DEFAULT_LOG_DIR / f"{config.name}.log"
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the supervisor
+        os.close(read_fd)
+        os.setsid()
+        _redirect_stdio(log_path)
+
+        def ready(error: str | None) -> None:
+            nonlocal write_fd
+            if write_fd < 0:
+                return
+            os.write(write_fd, b"READY\n" if error is None else f"ERROR {error}\n".encode())
+            os.close(write_fd)
+            write_fd = -1
+
+        status = 1
+        try:
+            status = run_main(lambda: supervise(config, ready), f"overlay-boot[{config.name}]")
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        answer = pipe.readline().decode("utf-8", "replace").rstrip("\n")
+    if answer == "READY":
+        print(f"subhost {config.name} started; log: {log_path}", file=sys.stderr)
+        return 0
+    _, status = os.waitpid(pid, 0)
+    from ..supervisor import describe_status
+
+    message = answer.partition(" ")[2] or "the supervisor exited"
+    raise SubhostError(
+        f"subhost {config.name} did not start: {message} "
+        f"(supervisor {describe_status(status)}; log: {log_path})"
+    )
+
+
+def _redirect_stdio(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

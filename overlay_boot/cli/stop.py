@@ -1,0 +1,98 @@
+"""overlay-stop: stop a running subhost.
+
+    overlay-stop NAME|CONF          stop it (through systemd when it runs as a unit)
+    overlay-stop --cleanup NAME     remove what a crashed subhost left (the unit's ExecStopPost=)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from .. import cleanup, log, state
+from ..errors import SubhostError
+from .common import require_root, resolve_target, run_main
+
+STOP_TIMEOUT = 150.0  # the services' own stop scripts may take a while
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="overlay-stop", description="Stop an overlay-boot subhost."
+    )
+    parser.add_argument("--cleanup", action="store_true", help="only remove stale state")
+    parser.add_argument("--timeout", type=float, default=STOP_TIMEOUT, help="seconds to wait")
+    parser.add_argument("target", metavar="NAME|CONF")
+    args = parser.parse_args(argv)
+    return run_main(lambda: _main(args), "overlay-stop")
+
+
+def _main(args: argparse.Namespace) -> int:
+    require_root()
+    name, path = resolve_target(args.target)
+    if args.cleanup:
+        remove_leftovers(name)
+        return 0
+    unit_running = _systemd_unit_active(name)
+    if unit_running:
+        from ..systemd import stop_unit
+
+        stop_unit(unit_running)
+        return 0
+    record = state.read(name)
+    if not state.is_locked(name) or record is None:
+        remove_leftovers(name)
+        raise SubhostError(f"subhost {name} is not running")
+    try:
+        os.kill(record.supervisor_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if not state.wait_unlocked(name, args.timeout):
+        log.warning(f"subhost {name} did not stop within {args.timeout:g}s: killing it")
+        try:
+            os.kill(record.supervisor_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        state.wait_unlocked(name, 10)
+        remove_leftovers(name)
+    return 0
+
+
+def _systemd_unit_active(name: str) -> str | None:
+    """The unit running NAME, when systemd runs it."""
+    if not os.path.isdir("/run/systemd/system"):
+        return None
+    from ..naming import unit_name
+    from ..systemd import unit_state
+
+    unit = unit_name(name)
+    active = unit_state(unit)[0]
+    return unit if active in ("active", "activating", "reloading") else None
+
+
+def remove_leftovers(name: str) -> None:
+    """Remove NAME's netns, host cable ends and runtime files unless a supervisor still runs."""
+    if state.is_locked(name):
+        return
+    record = state.read(name)
+    interfaces = record.interfaces if record else _interfaces_from_config(name)
+    cleanup.teardown(name, interfaces)
+    state.remove(name)
+
+
+def _interfaces_from_config(name: str) -> tuple[str, ...]:
+    from ..config import load_config
+    from ..discovery import find_instance
+    from ..errors import ConfigError
+    from ..supervisor import host_interfaces
+
+    try:
+        return host_interfaces(load_config(find_instance(name), evaluate=False))
+    except ConfigError:
+        return ()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

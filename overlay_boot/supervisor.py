@@ -1,0 +1,258 @@
+"""The supervisor: the long-lived host-side process of one subhost.
+
+It runs the start sequence of docs/ARCHITECTURE.md, waits for PID 1, and tears everything down
+when PID 1 exits, whatever the reason. Only the standard library lives here for the whole life
+of the subhost: the cables are built by a short-lived child (pyroute2), readiness goes to
+systemd through the notify socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from . import cleanup, log, netns, state
+from .config import Config
+from .errors import SubhostError
+from .linux import boot, init
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 4)
+
+
+class _Stop(Exception):
+    """A stop was requested before PID 1 existed."""
+
+
+class Supervisor:
+    """Starts one subhost and supervises its PID 1 until it exits."""
+
+    def __init__(self, config: Config, *, ready: Callable[[str | None], None] | None = None):
+        self.config = config
+        self.ready_callback = ready
+        self.pid1: int | None = None
+        self.stop_requested = False
+        self.record: state.Runtime | None = None
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.pid1 is not None:
+            # PID 1 knows what each signal means (SIGINT reboots, the others stop).
+            forward = signum if signum in (signal.SIGINT, signal.SIGRTMIN + 4) else signal.SIGTERM
+            try:
+                os.kill(self.pid1, forward)
+            except ProcessLookupError:
+                pass
+        else:
+            self.stop_requested = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise _Stop()
+
+    # -- notify ----------------------------------------------------------------------------
+    def _status(self, text: str) -> None:
+        log.debug(text)
+        if os.environ.get("NOTIFY_SOCKET"):
+            from .systemd import notify
+
+            notify(status=text)
+
+    def _ready(self) -> None:
+        if os.environ.get("NOTIFY_SOCKET"):
+            from .systemd import notify
+
+            notify(ready=True, status=f"Running subhost {self.config.name}")
+        if self.ready_callback:
+            self.ready_callback(None)
+
+    def _failed(self, message: str) -> None:
+        if self.ready_callback:
+            self.ready_callback(message)
+
+    # -- the sequence -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start the subhost and supervise it; returns the exit status for the process."""
+        config = self.config
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        lock_fd = state.acquire(config.name)
+        status = 1
+        try:
+            status = self._start_and_wait(config)
+        except _Stop:
+            log.notice(f"stop requested while starting subhost {config.name}")
+            self._failed("stopped while starting")
+            status = 0
+        except SubhostError as exc:
+            log.error(str(exc))
+            self._failed(str(exc))
+            status = exc.exit_status
+        finally:
+            self._status("Cleaning up")
+            try:
+                cleanup.teardown(config.name, host_interfaces(config))
+            except Exception as exc:  # teardown must always release the lock
+                log.error(f"cleanup of subhost {config.name} failed: {exc}")
+                status = status or 1
+            state.remove(config.name)
+            os.close(lock_fd)
+        return status
+
+    def _start_and_wait(self, config: Config) -> int:
+        cleanup.remove_stale(config.name, host_interfaces(config))
+        self._check_stop()
+
+        self._status("Creating network namespace")
+        netns_path = netns.create(config.name)
+        if config.cables:
+            self._status("Building cables")
+            from . import net
+
+            net.build_cables_in_child(config.name, config.cables, config.vlans)
+        self._check_stop()
+
+        init_script = run_init_command(config) if config.init else None
+        settings = init.InitSettings(
+            name=config.name,
+            start=config.start,
+            script=init_script,
+            log_fd=_log_fd(),
+        )
+        hooks_env = {"CONFIG": str(config.path)}
+
+        self._status("Starting PID 1")
+        read_fd, write_fd = os.pipe()
+        try:
+            self.pid1 = boot.spawn_subhost(
+                config,
+                netns_path,
+                write_fd,
+                lambda fd: init.run(settings, fd),
+                hooks_env,
+            )
+        finally:
+            os.close(write_fd)
+        self.record = state.Runtime(
+            name=config.name,
+            config=str(config.path),
+            supervisor_pid=os.getpid(),
+            leader_pid=self.pid1,
+            root=str(config.live),
+            interfaces=host_interfaces(config),
+        )
+        state.write(self.record)
+        if self.stop_requested:
+            os.kill(self.pid1, signal.SIGTERM)
+        error = self._follow_status(read_fd)
+        status = self._wait_pid1()
+        if error:
+            raise SubhostError(f"subhost {config.name} failed to start: {error}")
+        log.info(f"subhost {config.name} stopped (PID 1 {describe_status(status)})")
+        return 0 if status == 0 else 1
+
+    def _follow_status(self, read_fd: int) -> str | None:
+        """Relay PID 1's status lines until it closes the pipe; returns an ERROR message."""
+        error = None
+        buffer = b""
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while True:
+                try:
+                    chunk = pipe.read(4096)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    kind, _, text = line.partition(" ")
+                    if kind == "READY":
+                        self._mark_running()
+                    elif kind == "STATUS":
+                        self._status(text)
+                    elif kind == "ERROR":
+                        error = text
+                        log.error(text)
+        return error
+
+    def _mark_running(self) -> None:
+        if self.record is not None:
+            self.record = replace(self.record, state="running")
+            state.write(self.record)
+        log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
+        self._ready()
+
+    def _wait_pid1(self) -> int:
+        assert self.pid1 is not None
+        while True:
+            try:
+                _, status = os.waitpid(self.pid1, 0)
+                return status
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return 0
+
+
+def host_interfaces(config: Config) -> tuple[str, ...]:
+    """Host ends of the subhost's cables, VLAN ends first (they sit on top of the others)."""
+    return tuple(v.host_if for v in config.vlans) + tuple(c.host_if for c in config.cables)
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def run_init_command(config: Config) -> str:
+    """Run the INIT command on the host; its output is the subhost's start-up script."""
+    import subprocess
+
+    assert config.init is not None
+    env = dict(os.environ, CONFIG=str(config.path))
+    result = subprocess.run(
+        ["/bin/sh", "-c", config.init],
+        cwd=str(config.base),
+        env=env,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise SubhostError(f"INIT command {config.init!r} failed with status {result.returncode}")
+    return result.stdout.decode("utf-8", "replace")
+
+
+_LOG_FD: int | None = None
+
+
+def open_log(path: Path | None) -> None:
+    """Open the LOG= file for appending; every later message is copied there."""
+    global _LOG_FD
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _LOG_FD = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    log.configure(extra_fd=_LOG_FD)
+
+
+def _log_fd() -> int | None:
+    return _LOG_FD
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait for a process that is not our child to disappear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.005)
+    return False

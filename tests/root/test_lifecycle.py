@@ -1,0 +1,226 @@
+"""End to end on the real kernel, without systemd: overlay-boot / overlay-go / overlay-stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.leaks import REPO, command, run_command, snapshot, wait_clean
+
+pytestmark = pytest.mark.root
+
+
+def make_base(root: Path, name: str, config: str) -> Path:
+    base = root / name
+    for sub in ("live", "root", "work"):
+        (base / sub).mkdir(parents=True)
+    conf = base / f"{name}.conf"
+    conf.write_text(config)
+    conf.chmod(0o644)
+    return conf
+
+
+@pytest.fixture
+def name() -> str:
+    return "t" + secrets.token_hex(3)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    tmp_path.chmod(0o755)
+    return tmp_path
+
+
+@pytest.fixture
+def subhost(scratch: Path, name: str):
+    """Start/stop helpers for one subhost; always stopped and checked for leaks at the end."""
+    before = snapshot()
+    started: list[Path] = []
+
+    class Subhost:
+        def __init__(self) -> None:
+            self.name = name
+            self.log = scratch / "subhost.log"
+
+        def config(self, text: str) -> Path:
+            return make_base(scratch, name, f"LOG={self.log}\n{text}")
+
+        def start(self, conf: Path, *extra: str, expect: int = 0) -> subprocess.CompletedProcess:
+            result = run_command("boot", *extra, str(conf))
+            started.append(conf)
+            assert result.returncode == expect, (result.stdout, result.stderr, self.read_log())
+            return result
+
+        def stop(self, target: str) -> subprocess.CompletedProcess:
+            return run_command("stop", target)
+
+        def go(self, *cmd: str, **kwargs) -> subprocess.CompletedProcess:
+            return run_command("go", name, "--", *cmd, **kwargs)
+
+        def read_log(self) -> str:
+            return self.log.read_text() if self.log.exists() else ""
+
+    yield Subhost()
+    for conf in started:
+        run_command("stop", str(conf))
+    problems = wait_clean(before, name)
+    assert not problems, problems
+
+
+def test_minimal_start_go_stop(subhost) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    subhost.start(conf)
+    result = subhost.go("hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == subhost.name
+    # PID 1 of the subhost is ours, and the shell's view is the subhost's.
+    result = subhost.go("cat", "/proc/1/comm")
+    assert result.returncode == 0
+    assert result.stdout.strip() != "systemd"
+    stopped = subhost.stop(str(conf))
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_refuses_second_start(subhost) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    subhost.start(conf)
+    again = run_command("boot", str(conf))
+    assert again.returncode != 0
+    assert "already running" in again.stderr
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_upper_is_persistent_and_host_untouched(subhost, scratch: Path) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    subhost.start(conf)
+    marker = f"/etc/ob-test-{subhost.name}"
+    assert subhost.go("sh", "-c", f"echo inside > {marker}").returncode == 0
+    assert not Path(marker).exists(), "a write inside the subhost reached the host's /"
+    assert (scratch / subhost.name / "root" / marker.lstrip("/")).read_text() == "inside\n"
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_services_start_in_order_and_stop_in_reverse(subhost, scratch: Path) -> None:
+    record = scratch / "services.log"
+    scripts = []
+    for word in ("one", "two", "three"):
+        script = scratch / f"svc-{word}"
+        script.write_text(f"#!/bin/sh\necho \"$1 {word}\" >> {record}\n")
+        script.chmod(0o755)
+        scripts.append(str(script))
+    conf = subhost.config(f"BASE=.\nSHARE={scratch}\nSTART={' '.join(scripts)}\n")
+    subhost.start(conf)
+    assert record.read_text().split("\n")[:3] == ["start one", "start two", "start three"]
+    assert subhost.stop(str(conf)).returncode == 0
+    lines = record.read_text().splitlines()
+    assert lines == [
+        "start one", "start two", "start three", "stop three", "stop two", "stop one",
+    ]
+
+
+def test_isolation(subhost, scratch: Path) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    subhost.start(conf)
+    # Host processes are invisible: this test's own PID is not in the subhost's /proc.
+    pids = subhost.go("sh", "-c", "ls /proc | grep -E '^[0-9]+$'").stdout.split()
+    assert str(os.getpid()) not in pids
+    assert len(pids) < 10, pids
+    # Host mounts are invisible: /work/main (the repository) is not a mount inside, and the
+    # subhost's mount table does not mention the scratch directory.
+    mounts = subhost.go("cat", "/proc/self/mountinfo").stdout
+    assert str(scratch) not in mounts
+    # /proc/1/root is the subhost's root, not the host's.
+    probe = f"/ob-root-probe-{subhost.name}"
+    assert subhost.go("sh", "-c", f"touch {probe}").returncode == 0
+    assert subhost.go("test", "-e", f"/proc/1/root{probe}").returncode == 0
+    assert not Path(probe).exists()
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_symlinked_config_with_relative_base(subhost, scratch: Path) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    links = scratch / "etc-overlay-boot"
+    links.mkdir()
+    link = links / f"{subhost.name}.conf"
+    link.symlink_to(conf)
+    subhost.start(link)
+    assert subhost.go("hostname").stdout.strip() == subhost.name
+    assert subhost.stop(str(link)).returncode == 0
+
+
+def test_bang_values_evaluated(subhost, scratch: Path) -> None:
+    conf = subhost.config(
+        "BASE=.\nSTART=!echo none\nRAM_SIZE=!echo 7M\n"
+    )
+    subhost.start(conf)
+    df = subhost.go("sh", "-c", "grep ' /run ' /proc/mounts").stdout
+    assert "size=7168k" in df, df
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_crash_then_restart(subhost) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\nCABLES= =\n")
+    subhost.start(conf)
+    record = Path(f"/run/overlay-boot/{subhost.name}.json")
+    data = json.loads(record.read_text())
+    os.kill(data["supervisor_pid"], signal.SIGKILL)
+    # PID 1 dies with its supervisor (parent-death signal) and takes the subhost with it.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(data["leader_pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("PID 1 survived its supervisor")
+    assert Path(f"/run/netns/{subhost.name}").exists()  # left behind by the crash...
+    subhost.start(conf)  # ...and removed by the next start
+    assert subhost.go("hostname").stdout.strip() == subhost.name
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_foreground_stops_on_sigterm(subhost) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\n")
+    env = dict(os.environ, OVERLAY_BOOT_NO_SYSTEMD="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [*command("boot"), "--foreground", str(conf)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if '"running"' in _read(Path(f"/run/overlay-boot/{subhost.name}.json")):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the subhost did not become ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_stop_of_a_subhost_not_running(name: str) -> None:
+    result = run_command("stop", name)
+    assert result.returncode == 1
+    assert "not running" in result.stderr
+    result = run_command("go", name, "--", "true")
+    assert result.returncode != 0
+    assert "not running" in result.stderr
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
