@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -94,7 +93,7 @@ class Supervisor:
         finally:
             self._status("Cleaning up")
             try:
-                cleanup.teardown(config.name, host_interfaces(config))
+                cleanup.teardown(config.name, config.interfaces)
             except Exception as exc:  # teardown must always release the lock
                 log.error(f"cleanup of subhost {config.name} failed: {exc}")
                 status = status or 1
@@ -103,7 +102,7 @@ class Supervisor:
         return status
 
     def _start_and_wait(self, config: Config) -> int:
-        cleanup.remove_stale(config.name, host_interfaces(config))
+        cleanup.remove_stale(config.name, config.interfaces)
         self._check_stop()
 
         self._status("Creating network namespace")
@@ -142,7 +141,7 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             leader_pid=self.pid1,
             root=str(config.live),
-            interfaces=host_interfaces(config),
+            interfaces=config.interfaces,
         )
         state.write(self.record)
         if self.stop_requested:
@@ -199,11 +198,6 @@ class Supervisor:
                 return 0
 
 
-def host_interfaces(config: Config) -> tuple[str, ...]:
-    """Host ends of the subhost's cables, VLAN ends first (they sit on top of the others)."""
-    return tuple(v.host_if for v in config.vlans) + tuple(c.host_if for c in config.cables)
-
-
 def describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
@@ -244,15 +238,3 @@ def open_log(path: Path | None) -> None:
 
 def _log_fd() -> int | None:
     return _LOG_FD
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    """Wait for a process that is not our child to disappear."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.005)
-    return False

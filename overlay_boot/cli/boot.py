@@ -79,9 +79,17 @@ def load_valid(path: Path):
     from ..config import load_config
     from ..validate import require_valid
 
-    config = load_config(path)
+    config = load_config(path, command_timeout=command_timeout())
     require_valid(config)
     return config
+
+
+def command_timeout() -> float:
+    """Seconds a `!` value's command may take (OVERLAY_BOOT_COMMAND_TIMEOUT, default 30)."""
+    try:
+        return float(os.environ.get("OVERLAY_BOOT_COMMAND_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
 
 
 def load_instance(name: str):

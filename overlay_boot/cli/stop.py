@@ -86,10 +86,9 @@ def _interfaces_from_config(name: str) -> tuple[str, ...]:
     from ..config import load_config
     from ..discovery import find_instance
     from ..errors import ConfigError
-    from ..supervisor import host_interfaces
 
     try:
-        return host_interfaces(load_config(find_instance(name), evaluate=False))
+        return load_config(find_instance(name), evaluate=False).interfaces
     except ConfigError:
         return ()
 
