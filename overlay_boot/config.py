@@ -360,11 +360,12 @@ class _Parser:
         if "LOWER" in self.unresolved:
             return ()
         value = self.values.get("LOWER", "/")
+        parts = value.split(":")
+        if "" in parts:
+            self.problem("LOWER", f"{value!r} has an empty layer")
+            return ()
         layers: list[Path] = []
-        for part in value.split(":"):
-            if not part:
-                self.problem("LOWER", f"{value!r} has an empty layer")
-                continue
+        for part in parts:
             if os.path.isabs(part):
                 layers.append(Path(os.path.normpath(part)))
             elif base is None:
@@ -445,24 +446,24 @@ class _Parser:
             if bridge:
                 why = naming.ifname_problem(bridge)
                 if why:
-                    self.problem("CABLES", f"{spec!r}: bridge {why}")
+                    self.problem("CABLES", f"{spec!r} bridge {why}")
             if right.startswith("."):
                 tag_text = right[1:]
                 if not tag_text.isascii() or not tag_text.isdigit():
-                    self.problem("CABLES", f"{spec!r}: VLAN tag {tag_text!r} is not a number")
+                    self.problem("CABLES", f"{spec!r} VLAN tag {tag_text!r} is not a number")
                     continue
                 if not _VLAN_TAG.fullmatch(tag_text) or not 1 <= int(tag_text) <= 4094:
-                    self.problem("CABLES", f"{spec!r}: VLAN tag must be 1-4094")
+                    self.problem("CABLES", f"{spec!r} VLAN tag must be 1-4094")
                     continue
                 tag = int(tag_text)
                 if not cables:
                     self.problem(
-                        "CABLES", f"{spec!r}: a VLAN needs a cable before it to be carried on"
+                        "CABLES", f"{spec!r} a VLAN needs a cable before it to be carried on"
                     )
                     continue
                 i = cables[-1].index
                 if (i, tag) in tags:
-                    self.problem("CABLES", f"{spec!r}: VLAN {tag} on cable {i} given twice")
+                    self.problem("CABLES", f"{spec!r} VLAN {tag} on cable {i} given twice")
                     continue
                 tags.add((i, tag))
                 vlans.append(Vlan(i, tag, naming.host_vlan_if(name, i, tag),
@@ -472,19 +473,19 @@ class _Parser:
             if right:
                 mac = _mac(right)
                 if mac is None:
-                    self.problem("CABLES", f"{spec!r}: {right!r} is not a MAC address "
+                    self.problem("CABLES", f"{spec!r} {right!r} is not a MAC address "
                                            "(six hex bytes separated by ':')")
                     continue
                 first_octet = int(mac[:2], 16)
                 if first_octet & 1:
-                    self.problem("CABLES", f"{spec!r}: {mac} is a multicast address; "
+                    self.problem("CABLES", f"{spec!r} {mac} is a multicast address; "
                                            "an interface needs a unicast MAC")
                     continue
                 if mac == "00:00:00:00:00:00":
-                    self.problem("CABLES", f"{spec!r}: the all-zero MAC is not usable")
+                    self.problem("CABLES", f"{spec!r} the all-zero MAC is not usable")
                     continue
                 if mac in macs:
-                    self.problem("CABLES", f"{spec!r}: MAC {mac} is already used by "
+                    self.problem("CABLES", f"{spec!r} MAC {mac} is already used by "
                                            f"{macs[mac]!r}")
                     continue
                 macs[mac] = spec
