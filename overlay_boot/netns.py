@@ -1,0 +1,264 @@
+"""Named network namespaces (``/run/netns/NAME``) and the host ends of cables, stdlib only.
+
+The supervisor lives as long as its subhost, so this module must stay light: namespaces are
+made with ``unshare``/``mount`` through ctypes, ``lo`` is brought up with an ioctl and links are
+deleted with one raw rtnetlink message. Everything pyroute2 is needed for lives in ``net.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import SubhostError
+
+NETNS_DIR = Path("/run/netns")
+SYS_NET = Path("/sys/class/net")
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+_NETLINK_ROUTE = 0
+_RTM_DELLINK = 17
+_NLM_F_REQUEST = 0x1
+_NLM_F_ACK = 0x4
+_NLMSG_ERROR = 2
+_IFLA_IFNAME = 3
+
+# Minimal ctypes calls; to be replaced by overlay_boot.linux.libc once it exists.
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(result: int, call: str, path: str | Path | None = None) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{call}: {os.strerror(err)}", None if path is None else str(path))
+
+
+def _mount(source: str | Path | None, target: str | Path, flags: int) -> None:
+    src = None if source is None else os.fsencode(source)
+    _check(_libc.mount(src, os.fsencode(target), None, flags, None), "mount", target)
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def path(name: str) -> Path:
+    return NETNS_DIR / name
+
+
+def exists(name: str) -> bool:
+    """Whether ``/run/netns/NAME`` is there (mounted or a leftover file)."""
+    return os.path.lexists(path(name))
+
+
+def create(name: str) -> Path:
+    """Create ``/run/netns/NAME`` exactly as ``ip netns add NAME`` does, with ``lo`` up.
+
+    Raises SubhostError if it already exists or the kernel refuses.
+    """
+    target = path(name)
+    try:
+        NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        with _locked(NETNS_DIR):
+            _make_shared(NETNS_DIR)
+        fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+        os.close(fd)
+    except FileExistsError:
+        raise SubhostError(f"network namespace {name} exists already ({target})") from None
+    except OSError as exc:
+        raise SubhostError(f"cannot create network namespace {name}: {exc}") from exc
+    try:
+        run_in_child(_new_netns, target, what=f"creating network namespace {name}")
+    except BaseException:
+        _unlink(target)
+        raise
+    return target
+
+
+def remove(name: str) -> None:
+    """Like ``ip netns delete NAME``: lazy unmount and unlink. No error if it is not there."""
+    target = path(name)
+    result = _libc.umount2(os.fsencode(target), MNT_DETACH)
+    if result != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        err = ctypes.get_errno()
+        raise SubhostError(f"cannot unmount {target}: {os.strerror(err)}")
+    _unlink(target)
+
+
+def host_links(names: Iterable[str]) -> list[str]:
+    """Those of NAMES that are interfaces of this process's network namespace."""
+    return [n for n in names if n and "/" not in n and os.path.lexists(SYS_NET / n)]
+
+
+def wait_gone(ifnames: Iterable[str], timeout: float) -> list[str]:
+    """Wait until none of IFNAMES exists (the kernel destroys a netns's veth pairs
+    asynchronously); return those still there after TIMEOUT seconds."""
+    names = list(ifnames)
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        remaining = host_links(names)
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
+def delete_links(ifnames: Iterable[str]) -> None:
+    """Delete interfaces of this netns by name (RTM_DELLINK); absent ones are ignored.
+
+    Deleting one end of a veth pair deletes both, and VLANs on it with them.
+    """
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       _NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        for seq, ifname in enumerate(ifnames, start=1):
+            err = _rtnl_request(sock, seq, _RTM_DELLINK, ifname)
+            if err not in (0, errno.ENODEV):
+                raise SubhostError(f"cannot delete interface {ifname}: {os.strerror(err)}")
+
+
+def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
+    """Run FUNC(*ARGS) in a forked child and wait for it; its failure is raised here as
+    SubhostError("WHAT: reason"). The child never returns into the caller's code."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 1
+        try:
+            os.close(read_fd)
+            _reset_signals()
+            func(*args)
+            status = 0
+        except BaseException as exc:
+            message = str(exc) or type(exc).__name__
+            if not isinstance(exc, (OSError, SubhostError)):
+                message = "".join(traceback.format_exception_only(exc)).strip()
+            try:
+                os.write(write_fd, message.encode("utf-8", "replace")[:4000])
+            except BaseException:
+                pass
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        chunks = []
+        while chunk := os.read(read_fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+    message = b"".join(chunks).decode("utf-8", "replace")
+    try:
+        _, wstatus = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(wstatus)
+    except ChildProcessError:  # someone else reaped it; trust the pipe
+        code = 1 if message else 0
+    if code != 0 or message:
+        reason = message or (f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+        raise SubhostError(f"{what}: {reason}")
+
+
+# -- inside the children ------------------------------------------------------------------
+
+def _new_netns(target: Path) -> None:
+    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    set_up("lo")
+    _mount("/proc/self/ns/net", target, MS_BIND)
+
+
+def set_up(ifname: str) -> None:
+    """Set IFF_UP on an interface of the current thread's netns (ioctl SIOCSIFFLAGS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        req = struct.pack("16sh", ifname.encode(), 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(sock, _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags | _IFF_UP))
+
+
+def _reset_signals() -> None:
+    """A child must not run the supervisor's signal handlers or poke its wakeup fd."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+@contextmanager
+def _locked(directory: Path):
+    """Serialise the shared-mount setup of /run/netns between concurrent starts."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_shared(directory: Path) -> None:
+    """What iproute2 does: make DIR a shared mount, bind-mounting it onto itself if it is not
+    a mount point, so netns binds made later propagate into every mount namespace."""
+    try:
+        _mount(None, directory, MS_SHARED | MS_REC)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    _mount(directory, directory, MS_BIND | MS_REC)
+    _mount(None, directory, MS_SHARED | MS_REC)
+
+
+def _unlink(target: Path) -> None:
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SubhostError(f"cannot remove {target}: {exc}") from exc
+
+
+def _rtnl_request(sock: socket.socket, seq: int, msg_type: int, ifname: str) -> int:
+    """Send one link request naming IFNAME; return the kernel's errno (0 on success)."""
+    name = ifname.encode() + b"\0"
+    attr = struct.pack("HH", 4 + len(name), _IFLA_IFNAME) + name
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr
+    header = struct.pack("IHHII", 16 + len(body), msg_type, _NLM_F_REQUEST | _NLM_F_ACK, seq, 0)
+    sock.send(header + body)
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, kind, _, rseq, _ = struct.unpack_from("IHHII", data, offset)
+            if kind == _NLMSG_ERROR and rseq == seq:
+                return -struct.unpack_from("i", data, offset + 16)[0]
+            offset += max(16, (length + 3) & ~3)
