@@ -1,0 +1,408 @@
+"""PID 1 of a subhost: start the START services, reap every orphan, stop in reverse order.
+
+Forked from the supervisor (not exec'd) after ``pivot_root``, so it must need nothing from the
+subhost's filesystem except what it runs, and stays small: standard library only, one
+``poll`` loop, no threads. Signals reach the loop through ``signal.set_wakeup_fd``; the
+Python-level handlers do nothing (they must exist: PID 1 of a PID namespace only receives
+signals it has a handler for).
+
+Signals: SIGTERM and SIGRTMIN+4 stop the subhost (exit 0), SIGINT stops it and starts the
+services again (reboot), SIGCHLD reaps. The status pipe gets ``STATUS starting WORD`` while
+starting, ``READY`` once every START word was tried (again after each reboot) and
+``STATUS stopping WORD`` while stopping.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+from typing import NoReturn
+
+from overlay_boot import log
+
+SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SIGPOWEROFF = signal.SIGRTMIN + 4
+STOP_TIMEOUT = 30.0
+_KILL_WAIT = 5.0  # how long to reap after the final SIGKILL before giving up
+_MAX_LINE = 8192  # a relayed line longer than this is cut
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    name: str
+    start: tuple[str, ...]  # START words; () for none
+    script: str | None  # INIT override: a shell script run instead of the built-in start
+    grace: float = 5.0  # seconds between TERM and KILL at shutdown
+    log_fd: int | None = None  # LOG= file, lines copied there too
+    stop_timeout: float = STOP_TIMEOUT  # per stop command, then it is killed
+
+
+def find_command(name: str, path: str = SANE_PATH) -> str | None:
+    """The first executable ``name`` on ``path`` (a PATH string), like ``command -v``."""
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def service_argv(word: str, action: str, path: str = SANE_PATH) -> list[str]:
+    """The command that runs ``action`` (start/stop) for one START word (SPEC §2.4)."""
+    if word.startswith("/"):
+        return [word, action]
+    service = find_command("service", path)
+    if service:
+        return [service, word, action]
+    return [f"/etc/init.d/{word}", action]
+
+
+def child_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
+    """A clean environment for services: the sane PATH and the terminal type, nothing else."""
+    environ = os.environ if environ is None else environ
+    env = {"PATH": SANE_PATH}
+    if environ.get("TERM"):
+        env["TERM"] = environ["TERM"]
+    return env
+
+
+def describe_exit(status: int) -> str:
+    """A wait status in words."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exit status {code}"
+    return f"killed by {_signal_name(-code)}"
+
+
+def _signal_name(sig: int) -> str:
+    if sig == SIGPOWEROFF:
+        return "SIGRTMIN+4"
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+class _Init:
+    def __init__(self, settings: InitSettings, status_fd: int) -> None:
+        self.settings = settings
+        self.status_fd = status_fd
+        self.env = child_environment()
+        self.poller = select.poll()
+        self.relays: dict[int, tuple[str, bytearray]] = {}
+        self.watched: dict[int, int | None] = {}  # our commands: pid -> wait status once reaped
+        self.request: str | None = None  # None, "reboot" or "poweroff"
+        self.started: list[str] = []  # words whose start was tried, in order
+        self.wake_r = -1
+        self.ready_sent = False
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        for fd in (self.status_fd, self.settings.log_fd):
+            if fd is not None and fd >= 0:
+                os.set_inheritable(fd, False)
+        if self.status_fd >= 0:
+            os.set_blocking(self.status_fd, False)
+        log.configure(extra_fd=self.settings.log_fd)
+        os.chdir("/")
+        os.umask(0o022)
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        ours = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, SIGPOWEROFF}
+        # Handlers inherited from the supervisor would make PID 1 receive signals it ignores.
+        for sig in signal.valid_signals():
+            if sig not in ours and callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
+        for sig in ours:
+            signal.signal(sig, _noop)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)
+        self.poller.register(self.wake_r, select.POLLIN)
+
+    # --- the event loop ---------------------------------------------------------------------
+
+    def step(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds (None: forever) for signals and service output."""
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        for fd, _ in self.poller.poll(ms):
+            if fd == self.wake_r:
+                self.handle_signals()
+            elif fd in self.relays:
+                self.relay(fd)
+
+    def handle_signals(self) -> None:
+        try:
+            data = os.read(self.wake_r, 512)
+        except BlockingIOError:
+            return
+        for sig in data:
+            if sig == signal.SIGCHLD:
+                self.reap()
+            elif sig in (signal.SIGTERM, SIGPOWEROFF):
+                if self.request != "poweroff":  # a second one while stopping changes nothing
+                    self.request = "poweroff"
+                    log.info(f"{_signal_name(sig)}: stopping the subhost")
+            elif sig == signal.SIGINT and self.request is None:
+                self.request = "reboot"
+                log.info("SIGINT: restarting the subhost's services")
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.watched:
+                self.watched[pid] = status
+
+    def relay(self, fd: int, final: bool = False) -> None:
+        source, buffer = self.relays[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data:
+            buffer += data
+            *lines, rest = buffer.split(b"\n")
+            if len(rest) > _MAX_LINE:
+                lines.append(rest)
+                rest = b""
+            buffer[:] = rest
+            for line in lines:
+                self.log_line(source, line)
+        if data == b"" or final:
+            if buffer:
+                self.log_line(source, bytes(buffer))
+            self.poller.unregister(fd)
+            del self.relays[fd]
+            os.close(fd)
+
+    @staticmethod
+    def log_line(source: str, line: bytes) -> None:
+        log.info(line.decode("utf-8", "replace").rstrip("\r"), source=source)
+
+    def status(self, line: str) -> None:
+        if self.status_fd < 0:
+            return
+        try:
+            os.write(self.status_fd, line.encode("utf-8", "replace") + b"\n")
+        except OSError:
+            pass  # the supervisor stopped listening; PID 1 carries on regardless
+
+    # --- running commands -------------------------------------------------------------------
+
+    def spawn(self, argv: list[str], source: str) -> int | None:
+        """Start ``argv`` in its own session, output relayed; None (logged) if it cannot run."""
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                self.env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, write_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, write_fd, 2),
+                ],
+                setsid=True,
+                setsigmask=(),
+                setsigdef=_DEFAULT_SIGNALS,
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            log.error(f"cannot run {' '.join(argv)}: {exc.strerror}", source=source)
+            return None
+        finally:
+            os.close(write_fd)
+        self.watched[pid] = None
+        os.set_blocking(read_fd, False)
+        self.relays[read_fd] = (source, bytearray())
+        self.poller.register(read_fd, select.POLLIN)
+        return pid
+
+    def wait(self, pid: int, timeout: float | None, abort_on_request: bool) -> int | None:
+        """Run the loop until ``pid`` exits; on timeout kill its process group, return None.
+
+        With ``abort_on_request``, a stop or reboot request limits the wait to the stop timeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.reap()  # it may have exited before we looked
+        while self.watched.get(pid) is None:
+            if abort_on_request and self.request and deadline is None:
+                deadline = time.monotonic() + self.settings.stop_timeout
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                for target in (-pid, pid):
+                    try:
+                        os.kill(target, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.watched.pop(pid, None)  # reaped later like any orphan
+                return None
+            self.step(remaining)
+        return self.watched.pop(pid)
+
+    def run_word(self, word: str, action: str) -> None:
+        argv = service_argv(word, action)
+        pid = self.spawn(argv, word)
+        if pid is None:
+            return
+        if action == "start":
+            status = self.wait(pid, None, abort_on_request=True)
+        else:
+            status = self.wait(pid, self.settings.stop_timeout, abort_on_request=False)
+        self.report(word, action, status)
+
+    def report(self, word: str, action: str, status: int | None) -> None:
+        if status is None:
+            log.error(f"{action} timed out, killed", source=word)
+        elif status == 0:
+            log.info(f"{action}: done", source=word)
+        else:
+            log.error(f"{action} failed: {describe_exit(status)}", source=word)
+
+    # --- the life cycle ---------------------------------------------------------------------
+
+    def start_all(self) -> None:
+        script = self.settings.script
+        if script is not None:
+            self.status("STATUS starting init script")
+            pid = self.spawn(["/bin/sh", "-c", script], "init")
+            if pid is not None:
+                self.report("init", "start", self.wait(pid, None, abort_on_request=True))
+            return
+        for word in self.settings.start:
+            if self.request:
+                return
+            self.status(f"STATUS starting {word}")
+            self.started.append(word)
+            self.run_word(word, "start")
+
+    def stop_all(self) -> None:
+        for word in reversed(self.started):
+            self.status(f"STATUS stopping {word}")
+            self.run_word(word, "stop")
+        self.started.clear()
+        self.end_the_rest()
+
+    def anyone_left(self) -> bool:
+        self.reap()
+        try:
+            os.kill(-1, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def end_the_rest(self) -> None:
+        if not self.anyone_left():
+            return
+        self.status("STATUS stopping remaining processes")
+        log.info("sending SIGTERM to the remaining processes")
+        _kill_all(signal.SIGTERM)
+        _kill_all(signal.SIGCONT)
+        if self.settle(self.settings.grace):
+            return
+        log.warning(f"sending SIGKILL to the processes left after {self.settings.grace:g} s")
+        _kill_all(signal.SIGKILL)
+        if not self.settle(_KILL_WAIT):
+            log.error("processes are left after SIGKILL")
+
+    def settle(self, seconds: float) -> bool:
+        """Reap for up to ``seconds``; True once no process but PID 1 is left."""
+        deadline = time.monotonic() + seconds
+        while self.anyone_left():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.step(min(remaining, 0.1))  # SIGCHLD wakes us; the cap is a safety net
+        return True
+
+    def main(self) -> NoReturn:
+        self.setup()
+        while True:
+            self.start_all()
+            if not self.request:
+                self.status("READY")
+                self.ready_sent = True
+            while not self.request:
+                self.step(None)
+            self.stop_all()
+            if self.request == "poweroff":  # also a SIGTERM during a reboot's stop
+                break
+            self.request = None
+        self.finish()
+
+    def finish(self) -> NoReturn:
+        for fd in list(self.relays):
+            self.relay(fd, final=True)
+        log.info("stopped")
+        log.flush()
+        os._exit(0)
+
+
+def _kill_all(sig: int) -> None:
+    try:
+        os.kill(-1, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _noop(signum: int, frame: object) -> None:
+    """The real work happens in the loop, woken through the wakeup fd."""
+
+
+_DEFAULT_SIGNALS = tuple(
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)
+)
+
+
+def run(settings: InitSettings, status_fd: int) -> NoReturn:
+    """Be PID 1 of the subhost until stopped; exits the process (0 after an orderly stop)."""
+    pid1 = _Init(settings, status_fd)
+    try:
+        pid1.main()
+    except BaseException as exc:  # PID 1 must say why it dies
+        log.error(f"init failed: {exc!r}")
+        log.flush()
+        if not pid1.ready_sent:
+            pid1.status(f"ERROR init failed: {exc}")
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """``python -m overlay_boot.linux.init``: run as PID 1 of the current PID namespace."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m overlay_boot.linux.init")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--start", default="", help="START words, space-separated")
+    parser.add_argument("--script", help="file holding an INIT override script")
+    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT)
+    parser.add_argument("--status-fd", type=int, default=1)
+    args = parser.parse_args(argv)
+    words = tuple(w for w in args.start.split() if w != "none")
+    script = None
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            script = f.read()
+    settings = InitSettings(
+        name=args.name,
+        start=words,
+        script=script,
+        grace=args.grace,
+        stop_timeout=args.stop_timeout,
+    )
+    run(settings, args.status_fd)
+
+
+if __name__ == "__main__":
+    main()
