@@ -22,16 +22,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import subprocess
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from overlay_boot import naming
 from overlay_boot.errors import ConfigError, Problem
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (~3 ms)
+if TYPE_CHECKING:  # the generator imports this module: keep its imports light
+    import subprocess
+    from typing import Literal
 
 KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
@@ -157,9 +160,23 @@ class _Assignment:
     line: int
 
 
+MAX_SIZE = 1 << 20
+
+
 def _read_text(path: Path) -> str:
+    """The file's text; refuses FIFOs, devices and huge files rather than hang on them."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(Problem(str(path), "not a regular file"))
+            if st.st_size > MAX_SIZE:
+                raise ConfigError(Problem(str(path), f"too large for a config ({st.st_size} bytes)"))
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_SIZE + 1)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise ConfigError(Problem(str(path), f"cannot read: {e.strerror or e}")) from None
     if b"\0" in data:
@@ -219,6 +236,7 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
 
     The command runs in a process group of its own, killed as a whole on timeout.
     """
+    import subprocess  # only here: the generator never runs commands
     env = dict(os.environ, CONFIG=str(config))
     try:
         proc = subprocess.Popen(
@@ -258,6 +276,8 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+    import subprocess
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     try:

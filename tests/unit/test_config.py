@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -394,7 +395,15 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 
 def test_unreadable(tmp_path: Path) -> None:
     assert any("cannot read" in p for p in problems_of(tmp_path / "missing.conf"))
-    assert any("cannot read" in p for p in problems_of(tmp_path))
+    assert any("not a regular file" in p for p in problems_of(tmp_path))
+
+
+def test_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.conf")
+    assert any("not a regular file" in p for p in problems_of(tmp_path / "fifo.conf"))
+    assert any("not a regular file" in p for p in problems_of(Path("/dev/zero")))
+    big = write(tmp_path / "big.conf", "BASE=.\n" + "#" * (1 << 20))
+    assert any("too large" in p for p in problems_of(big))
 
 
 def test_binary(tmp_path: Path) -> None:
