@@ -172,7 +172,9 @@ def _read_text(path: Path) -> str:
             if not stat.S_ISREG(st.st_mode):
                 raise ConfigError(Problem(str(path), "not a regular file"))
             if st.st_size > MAX_SIZE:
-                raise ConfigError(Problem(str(path), f"too large for a config ({st.st_size} bytes)"))
+                raise ConfigError(
+                    Problem(str(path), f"too large for a config ({st.st_size} bytes)")
+                )
             with os.fdopen(fd, "rb", closefd=False) as f:
                 data = f.read(MAX_SIZE + 1)
         finally:
