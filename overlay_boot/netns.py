@@ -1,13 +1,12 @@
 """Named network namespaces (``/run/netns/NAME``) and the host ends of cables, stdlib only.
 
 The supervisor lives as long as its subhost, so this module must stay light: namespaces are
-made with ``unshare``/``mount`` through ctypes, ``lo`` is brought up with an ioctl and links are
+made with ``unshare``/``mount`` (``linux.libc``), ``lo`` is brought up with an ioctl and links are
 deleted with one raw rtnetlink message. Everything pyroute2 is needed for lives in ``net.py``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -21,15 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SubhostError
+from .linux import libc
 
 NETNS_DIR = Path("/run/netns")
 SYS_NET = Path("/sys/class/net")
-
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_SHARED = 1 << 20
-MNT_DETACH = 2
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -42,28 +36,10 @@ _NLM_F_ACK = 0x4
 _NLMSG_ERROR = 2
 _IFLA_IFNAME = 3
 
-# Minimal ctypes calls; to be replaced by overlay_boot.linux.libc once it exists.
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
-
-def _check(result: int, call: str, path: str | Path | None = None) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{call}: {os.strerror(err)}", None if path is None else str(path))
-
-
-def _mount(source: str | Path | None, target: str | Path, flags: int) -> None:
-    src = None if source is None else os.fsencode(source)
-    _check(_libc.mount(src, os.fsencode(target), None, flags, None), "mount", target)
-
-
-def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
-    _check(_libc.setns(fd, nstype), "setns")
+def setns(fd: int) -> None:
+    """Enter the network namespace FD (this thread only)."""
+    libc.setns(fd, libc.CLONE_NEWNET)
 
 
 def path(name: str) -> Path:
@@ -102,10 +78,11 @@ def create(name: str) -> Path:
 def remove(name: str) -> None:
     """Like ``ip netns delete NAME``: lazy unmount and unlink. No error if it is not there."""
     target = path(name)
-    result = _libc.umount2(os.fsencode(target), MNT_DETACH)
-    if result != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
-        err = ctypes.get_errno()
-        raise SubhostError(f"cannot unmount {target}: {os.strerror(err)}")
+    try:
+        libc.umount2(target, libc.MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise SubhostError(f"cannot remove network namespace {name}: {exc}") from exc
     _unlink(target)
 
 
@@ -185,9 +162,9 @@ def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
 # -- inside the children ------------------------------------------------------------------
 
 def _new_netns(target: Path) -> None:
-    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    libc.unshare(libc.CLONE_NEWNET)
     set_up("lo")
-    _mount("/proc/self/ns/net", target, MS_BIND)
+    libc.mount("/proc/self/ns/net", target, flags=libc.MS_BIND)
 
 
 def set_up(ifname: str) -> None:
@@ -228,13 +205,13 @@ def _make_shared(directory: Path) -> None:
     """What iproute2 does: make DIR a shared mount, bind-mounting it onto itself if it is not
     a mount point, so netns binds made later propagate into every mount namespace."""
     try:
-        _mount(None, directory, MS_SHARED | MS_REC)
+        libc.mount(None, directory, flags=libc.MS_SHARED | libc.MS_REC)
         return
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
-    _mount(directory, directory, MS_BIND | MS_REC)
-    _mount(None, directory, MS_SHARED | MS_REC)
+    libc.mount(directory, directory, flags=libc.MS_BIND | libc.MS_REC)
+    libc.mount(None, directory, flags=libc.MS_SHARED | libc.MS_REC)
 
 
 def _unlink(target: Path) -> None:
