@@ -78,7 +78,11 @@ class Supervisor:
         config = self.config
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        lock_fd = state.acquire(config.name)
+        try:
+            lock_fd = state.acquire(config.name)
+        except SubhostError as exc:
+            self._failed(str(exc))
+            raise
         status = 1
         try:
             status = self._start_and_wait(config)
