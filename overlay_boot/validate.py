@@ -62,11 +62,34 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         elif not (dev / "bridge").is_dir():
             add("CABLES", f"{bridge} exists but is not a bridge")
 
+    if config.vlans and not vlan_supported():
+        first = config.vlans[0]
+        add(
+            "CABLES",
+            f"VLAN {first.host_if} needs the kernel's 802.1Q support (module 8021q), "
+            "which this kernel does not have",
+            first.line,
+        )
+
     for share in config.shares:
         if not os.path.exists(share.source):
             add("SHARE", f"SHARE source {share.source} does not exist", share.line)
 
     return problems
+
+
+def vlan_supported(proc_net: Path = Path("/proc/net")) -> bool:
+    """Whether 802.1Q VLANs can be made; loads module 8021q if the kernel has it as a module."""
+    if (proc_net / "vlan").is_dir():
+        return True
+    if Path("/sbin/modprobe").exists():
+        import subprocess
+
+        subprocess.run(
+            ["/sbin/modprobe", "-q", "8021q"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    return (proc_net / "vlan").is_dir()
 
 
 def require_valid(config: Config) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from overlay_boot.config import load_config
-from overlay_boot.validate import check_host
+from overlay_boot.validate import check_host, vlan_supported
 
 pytestmark = pytest.mark.root
 
@@ -36,11 +36,26 @@ def test_bridges(tmp_path: Path, links: list[str]) -> None:
     for d in ("live", "root", "work"):
         (tmp_path / d).mkdir()
     conf = tmp_path / "v.conf"
-    conf.write_text(f"BASE=.\nCABLES={br}= {br}=.5 {dummy}= tnone{secrets.token_hex(2)}=\n")
+    conf.write_text(f"BASE=.\nCABLES={br}= {dummy}= tnone{secrets.token_hex(2)}=\n")
     problems = check_host(load_config(conf))
     assert [p.variable for p in problems] == ["CABLES", "CABLES"]
     assert f"{dummy} exists but is not a bridge" in problems[0].message
     assert "does not exist" in problems[1].message
+
+
+def test_vlan_needs_kernel_support(tmp_path: Path) -> None:
+    """A VLAN cable is refused up front where the kernel has no 802.1Q (as on CI's kernel)."""
+    for d in ("live", "root", "work"):
+        (tmp_path / d).mkdir()
+    conf = tmp_path / "v.conf"
+    conf.write_text("BASE=.\nCABLES= = =.5\n")
+    problems = check_host(load_config(conf))
+    if vlan_supported():
+        assert problems == []
+    else:
+        assert [p.variable for p in problems] == ["CABLES"]
+        assert "802.1Q" in problems[0].message
+        assert problems[0].line == 2
 
 
 def _messages(conf: Path) -> list[str]:
