@@ -52,9 +52,17 @@ def _is_peer_link(ifname: str) -> bool:
     return ifindex != iflink
 
 
+def _ifupdown_configured(ifname: str) -> bool:
+    """ifupdown keeps a state file per interface; it holds the name while configured."""
+    try:
+        return bool((IFSTATE_DIR / f"ifstate.{ifname}").read_text().strip())
+    except OSError:
+        return False
+
+
 def forget_ifupdown_state(host_ifs: Sequence[str]) -> None:
     """Deconfigure host ends that ifupdown brought up, so the next `ifup` works again."""
-    stale = [i for i in host_ifs if (IFSTATE_DIR / f"ifstate.{i}").exists()]
+    stale = [i for i in host_ifs if _ifupdown_configured(i)]
     if not stale or shutil.which("ifdown") is None:
         return
     import subprocess
