@@ -1,0 +1,209 @@
+"""Thin ctypes wrappers for the Linux system calls Python 3.11 does not offer.
+
+Every wrapper raises ``OSError(errno, "<call> <path>: <strerror>")`` through one helper, so an
+error message always names the call and the path (or namespace) it was about.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+# --- namespaces: clone(2) / unshare(2) / setns(2) flags -----------------------------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# --- mount(2) flags ----------------------------------------------------------------------------
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+
+# --- umount2(2) flags --------------------------------------------------------------------------
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+MNT_EXPIRE = 0x4
+UMOUNT_NOFOLLOW = 0x8
+
+# --- prctl(2) options --------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_SET_NAME = 15
+PR_GET_NAME = 16
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+# --- new mount API (open_tree(2), move_mount(2)) -------------------------------------------------
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_SYMLINKS = 0x01
+MOVE_MOUNT_F_AUTOMOUNTS = 0x02
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_SYMLINKS = 0x10
+MOVE_MOUNT_T_AUTOMOUNTS = 0x20
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# System call numbers. open_tree/move_mount (424+ series) are the same on every architecture but
+# alpha; pivot_root has no glibc wrapper and differs per architecture.
+_SYS_PIVOT_ROOT = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "riscv64": 41,
+    "loongarch64": 41,
+    "i386": 217,
+    "i686": 217,
+    "armv7l": 218,
+    "armv6l": 218,
+    "ppc64le": 203,
+    "ppc64": 203,
+    "s390x": 217,
+}
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+
+PathLike = str | os.PathLike[str]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_c_str = ctypes.c_char_p
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.unshare.restype = ctypes.c_int
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setns.restype = ctypes.c_int
+_libc.mount.argtypes = [_c_str, _c_str, _c_str, ctypes.c_ulong, _c_str]
+_libc.mount.restype = ctypes.c_int
+_libc.umount2.argtypes = [_c_str, ctypes.c_int]
+_libc.umount2.restype = ctypes.c_int
+_libc.sethostname.argtypes = [_c_str, ctypes.c_size_t]
+_libc.sethostname.restype = ctypes.c_int
+# prctl(2) and syscall(2) are variadic: no argtypes; every argument is passed as an explicit
+# ctypes value of machine-word size instead.
+_libc.prctl.restype = ctypes.c_int
+_libc.syscall.restype = ctypes.c_long
+
+
+def _fs(path: PathLike | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def _check(result: int, call: str, what: object) -> int:
+    """Raise OSError naming the call and its path when a libc call returned -1."""
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{call} {what}: {os.strerror(err)}")
+    return result
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare", hex(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns", _fd_name(fd))
+
+
+def _fd_name(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"fd {fd}"
+
+
+def mount(
+    source: PathLike | None,
+    target: PathLike,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    result = _libc.mount(_fs(source), _fs(target), _fs(fstype), flags, _fs(data))
+    _check(result, "mount", os.fspath(target))
+
+
+def umount2(target: PathLike, flags: int = 0) -> None:
+    _check(_libc.umount2(_fs(target), flags), "umount2", os.fspath(target))
+
+
+def pivot_root(new_root: PathLike, put_old: PathLike) -> None:
+    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(38, f"pivot_root {os.fspath(new_root)}: unknown architecture")
+    args = (ctypes.c_long(number), _c_str(_fs(new_root)), _c_str(_fs(put_old)))
+    _check(_libc.syscall(*args), "pivot_root", os.fspath(new_root))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+
+def prctl(option: int, arg2: int | bytes = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); a ``bytes`` arg2 is passed as a pointer (PR_SET_NAME)."""
+    second = _c_str(arg2) if isinstance(arg2, bytes) else ctypes.c_ulong(arg2)
+    rest = (ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+    return _check(_libc.prctl(ctypes.c_int(option), second, *rest), "prctl", option)
+
+
+def set_pdeathsig(signum: int) -> None:
+    prctl(PR_SET_PDEATHSIG, signum)
+
+
+def get_pdeathsig() -> int:
+    value = ctypes.c_int(0)
+    zero = ctypes.c_ulong(0)
+    result = _libc.prctl(ctypes.c_int(PR_GET_PDEATHSIG), ctypes.byref(value), zero, zero, zero)
+    _check(result, "prctl", "PR_GET_PDEATHSIG")
+    return value.value
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def set_name(name: str) -> None:
+    """The thread's comm name (``ps``, ``/proc/PID/comm``), cut to 15 bytes by the kernel."""
+    prctl(PR_SET_NAME, name.encode()[:15])
+
+
+def open_tree(path: PathLike, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+              dirfd: int = AT_FDCWD) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at ``path`` (an fd)."""
+    args = (ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(dirfd), _c_str(_fs(path)),
+            ctypes.c_uint(flags))
+    return _check(_libc.syscall(*args), "open_tree", os.fspath(path))
+
+
+def move_mount(from_fd: int, to_path: PathLike, from_path: PathLike = "",
+               to_dirfd: int = AT_FDCWD, flags: int = MOVE_MOUNT_F_EMPTY_PATH) -> None:
+    """move_mount(2): attach the mount ``from_fd`` (from open_tree) at ``to_path``."""
+    args = (ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), _c_str(_fs(from_path)),
+            ctypes.c_int(to_dirfd), _c_str(_fs(to_path)), ctypes.c_uint(flags))
+    _check(_libc.syscall(*args), "move_mount", os.fspath(to_path))
+
