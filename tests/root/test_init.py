@@ -311,12 +311,16 @@ def test_term_ignoring_daemon_is_killed_after_grace(subhost, tmp_path: Path) -> 
         tmp_path,
         "stubborn",
         start=(
-            "setsid sh -c 'trap \"\" TERM; while :; do sleep 0.1; done' "
+            f"setsid sh -c 'trap \"\" TERM; touch {tmp_path}/trapped; while :; do sleep 0.1; done' "
             "</dev/null >/dev/null 2>&1 &"
         ),
     )
     s = subhost(str(stubborn), grace=1.0)
     s.until_ready()
+    # The daemon ignores SIGTERM only once its trap is set: wait for that, not just READY.
+    deadline = time.monotonic() + 5
+    while not (tmp_path / "trapped").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     t0 = time.monotonic()
     s.kill(signal.SIGTERM)
     assert s.wait() == 0
