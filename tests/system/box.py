@@ -425,6 +425,17 @@ class SystemdBox:
         self.run("sh", "-ec", 'mkdir -p "$(dirname "$1")"; cat > "$1"; chmod "$2" "$1"', "-",
                  path, f"{mode:o}", input=content)
 
+    def journal(self, unit: str, needle: str | None = None, timeout: float = 5) -> str:
+        """`journalctl -u UNIT -o cat`, once it shows NEEDLE (stream lines reach journald
+        asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run("journalctl", "--sync", check=False)
+            out = self.run("journalctl", "-u", unit, "--no-pager", "-o", "cat").stdout
+            if needle is None or needle in out or time.monotonic() > deadline:
+                return out
+            time.sleep(0.05)
+
     def failed_units(self) -> list[str]:
         out = self.systemctl("list-units", "--state=failed", "--plain", "--no-legend",
                              check=False).stdout

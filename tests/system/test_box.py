@@ -6,24 +6,12 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 
 import pytest
 
 from .box import SystemdBox
 
 pytestmark = pytest.mark.system
-
-
-def journal_of(box: SystemdBox, unit: str, needle: str, timeout: float = 5) -> str:
-    """`journalctl -u UNIT` once it shows NEEDLE (stream lines reach journald async)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        box.run("journalctl", "--sync", check=False)
-        out = box.run("journalctl", "-u", unit, "--no-pager", "-o", "cat").stdout
-        if needle in out or time.monotonic() > deadline:
-            return out
-        time.sleep(0.05)
 
 
 def test_system_is_running(systemd_box: SystemdBox) -> None:
@@ -39,7 +27,7 @@ def test_unit_file_starts_and_logs(systemd_box: SystemdBox) -> None:
         f"[Service]\nType=oneshot\nExecStart=/bin/echo {marker}\n")
     systemd_box.run("systemctl", "daemon-reload")
     systemd_box.run("systemctl", "start", unit)
-    assert marker in journal_of(systemd_box, unit, marker)
+    assert marker in systemd_box.journal(unit, marker)
 
 
 def test_systemd_run_wait(systemd_box: SystemdBox) -> None:
