@@ -1,0 +1,172 @@
+"""Where subhost configurations are: ``/etc/overlay-boot/*.conf`` and ``/etc/subhosts.conf``.
+
+Standard library only (the generator imports this). Discovery only lists files; parsing is
+`config`'s job. ``/etc/subhosts.conf`` is 1.6.4's boot list: config paths, one or more per
+line, ``#`` starts a comment; the subhosts listed there are also started at boot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from overlay_boot import naming
+from overlay_boot.errors import ConfigError, Problem
+
+CONFIG_DIR = "/etc/overlay-boot"
+SUBHOSTS_CONF = "/etc/subhosts.conf"
+CONFIG_DIR_ENV = "OVERLAY_BOOT_CONFIG_DIR"  # overrides, for tests: ':'-separated directories
+SUBHOSTS_CONF_ENV = "OVERLAY_BOOT_SUBHOSTS_CONF"
+
+
+@dataclass(frozen=True)
+class Found:
+    """A configuration file to consider."""
+
+    path: Path  # absolute, as listed (not symlink-resolved)
+    origin: Literal["dir", "subhosts.conf"]
+    wanted: bool  # listed in subhosts.conf: started at boot
+
+
+def config_dirs() -> list[Path]:
+    value = os.environ.get(CONFIG_DIR_ENV)
+    if value:
+        return [Path(d) for d in value.split(":") if d]
+    return [Path(CONFIG_DIR)]
+
+
+def subhosts_conf() -> Path:
+    return Path(os.environ.get(SUBHOSTS_CONF_ENV) or SUBHOSTS_CONF)
+
+
+def _dir_entries(directory: Path) -> list[Path]:
+    """``DIR/*.conf`` as the shell glob sees it (no hidden files), sorted; files only."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(Problem(str(directory), f"cannot list: {e.strerror or e}")) from None
+    found = []
+    for name in sorted(names):
+        if name.startswith(".") or not name.endswith(".conf") or name == ".conf":
+            continue
+        path = directory / name
+        # A dangling symlink is kept: loading it reports why it is unusable.
+        if path.is_file() or (path.is_symlink() and not path.exists()):
+            found.append(Path(os.path.abspath(path)))
+    return found
+
+
+def read_subhosts_conf(path: Path, problems: list[Problem] | None = None) -> list[Path]:
+    """Config paths listed in ``path`` (none when it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        _report(problems, Problem(str(path), f"cannot read: {e.strerror or e}"))
+        return []
+    listed = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for word in line.split("#", 1)[0].split():
+            if not word.startswith("/"):
+                _report(problems, Problem(str(path), f"{word!r} is not an absolute path; "
+                                                     "ignored", line=number))
+                continue
+            listed.append(Path(os.path.normpath(word)))
+    return listed
+
+
+def _report(problems: list[Problem] | None, problem: Problem) -> None:
+    if problems is None:
+        raise ConfigError(problem)
+    problems.append(problem)
+
+
+def _identity(path: Path) -> object:
+    try:
+        st = path.stat()
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
+def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None,
+             problems: list[Problem] | None = None) -> list[Found]:
+    """Every configuration file, directories first (each sorted), then subhosts.conf.
+
+    A file reached twice (e.g. a symlink in the directory to a file also listed in
+    subhosts.conf) is one entry, wanted if any listing wants it. Problems with subhosts.conf
+    are appended to ``problems`` (raised as `ConfigError` when it is None).
+    """
+    order: list[object] = []
+    entries: dict[object, Found] = {}
+    listed: list[tuple[Path, Literal["dir", "subhosts.conf"]]] = []
+    for d in config_dirs() if dirs is None else dirs:
+        try:
+            listed += [(p, "dir") for p in _dir_entries(Path(d))]
+        except ConfigError as e:
+            if problems is None:
+                raise
+            problems.extend(e.problems)
+    listed += [(p, "subhosts.conf")
+               for p in read_subhosts_conf(subhosts or subhosts_conf(), problems)]
+    for path, origin in listed:
+        key = _identity(path)
+        wanted = origin == "subhosts.conf"
+        if key in entries:
+            if wanted and not entries[key].wanted:
+                first = entries[key]
+                entries[key] = Found(first.path, first.origin, True)
+            continue
+        order.append(key)
+        entries[key] = Found(path, origin, wanted)
+    return [entries[k] for k in order]
+
+
+def declared_name(path: Path) -> str:
+    """The subhost NAME of a config without parsing all of it: the first ``NAME=`` line, or
+    the file name without ``.conf``. A ``!`` command is returned as it is (never run)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("NAME="):
+                    value = line[5:].strip(" \t\r\n\f\v")
+                    if value:
+                        return value
+                    break
+    except OSError:
+        pass
+    name = path.name
+    return name[: -len(".conf")] if name.endswith(".conf") and name != ".conf" else name
+
+
+def find_instance(name: str, *, dirs: Iterable[Path] | None = None,
+                  subhosts: Path | None = None) -> Path:
+    """The config file of instance ``name`` (``overlay-boot@NAME``), as the generator picks it.
+
+    Raises `ConfigError` for an unsafe instance name or when no config declares ``name``.
+    """
+    if not naming.is_safe_instance(name):
+        raise ConfigError(Problem(
+            name, f"not a valid subhost name ({naming.name_problem(name) or 'unsafe'})"))
+    dirs = list(config_dirs() if dirs is None else dirs)
+    subhosts = subhosts or subhosts_conf()
+    problems: list[Problem] = []
+    found = discover(dirs=dirs, subhosts=subhosts, problems=problems)
+    for f in found:
+        if declared_name(f.path) == name:
+            return f.path
+    where = ", ".join(str(d) for d in dirs) + f", {subhosts}"
+    hint = ""
+    for d in dirs:
+        same_file = Path(d) / f"{name}.conf"
+        if same_file.is_file():
+            hint = f"; {same_file} declares NAME={declared_name(same_file)}"
+            break
+    raise ConfigError(Problem(name, f"no configuration for subhost {name} "
+                                    f"(looked in {where}){hint}"))
