@@ -2,30 +2,40 @@
 #   make demo      set up and run a demo subhost (as root)
 #   make check     set up everything and run all tests (as root)
 #   make install   install into $(DESTDIR)$(PREFIX) for Debian's /usr/bin/python3
+#   make deb       build the Debian package into $(DEBDIR) (dpkg-buildpackage -us -uc -b)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 PYTHON ?= /usr/bin/python3
 SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ifeq ($(PREFIX),/usr)
 PYDIR ?= /usr/lib/python3/dist-packages
 UNITDIR ?= /usr/lib/systemd/system
 GENERATORDIR ?= /usr/lib/systemd/system-generators
+DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
 else
 PYDIR ?= $(PREFIX)/lib/python3.11/dist-packages
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 GENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
+# the system bus reads policies only from /usr/share/dbus-1 and /etc/dbus-1
+DBUSPOLICYDIR ?= /etc/dbus-1/system.d
 endif
 CONFDIR ?= /etc/overlay-boot
+SUBHOSTS_CONF ?= /etc/subhosts.conf
+# Compile the installed package to bytecode (the Debian package leaves that to dh_python3).
+COMPILE ?= yes
+DEBDIR ?= build/deb
 
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 COMMANDS := boot stop go diskfile
 
-.PHONY: all setup lint check test-unit test-root test-system install uninstall demo bench clean
+.PHONY: all setup lint check test-unit test-root test-system install uninstall deb demo bench clean
 
 all:
-	@echo "targets: demo, check, install, uninstall, bench"
+	@echo "targets: demo, check, install, uninstall, deb, bench"
 
 setup:
 	./.ci/setup
@@ -46,13 +56,18 @@ test-root: setup
 test-system: setup
 	$(PYTEST) -q tests/system
 
+# Besides the package, commands, unit and generator: the manual pages (docs/man), an inactive
+# example config, 1.6.4's boot list /etc/subhosts.conf (read by the generator; an existing
+# one is the admin's and kept, and uninstall removes it only when unmodified), the bash
+# completions (completions/bash/<command>, one file or symlink per command name) and the
+# D-Bus policy (dbus/*.conf) when those exist.
 install:
 	install -d $(DESTDIR)$(PYDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR)
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	cp -r overlay_boot $(DESTDIR)$(PYDIR)/overlay_boot
 	find $(DESTDIR)$(PYDIR)/overlay_boot -name __pycache__ -prune -exec rm -rf {} +
-	$(PYTHON) -m compileall -q $(DESTDIR)$(PYDIR)/overlay_boot
+	[ "$(COMPILE)" != yes ] || $(PYTHON) -m compileall -q $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do \
 	  printf '#!%s -I\nfrom overlay_boot.cli.%s import main\nraise SystemExit(main())\n' \
 	    $(PYTHON) $$c > $(DESTDIR)$(SBINDIR)/overlay-$$c; \
@@ -63,13 +78,39 @@ install:
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|^#!.*python3.*|#!$(PYTHON) -I|' \
 	  generator/overlay-boot-generator > $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	chmod 0755 $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 docs/man/overlay-boot.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	for c in $(COMMANDS); do \
+	  install -m 0644 docs/man/overlay-$$c.8 $(DESTDIR)$(MANDIR)/man8/ || exit 1; \
+	done
+	install -m 0644 etc/overlay-boot/example.conf.sample $(DESTDIR)$(CONFDIR)/
+	[ -e $(DESTDIR)$(SUBHOSTS_CONF) ] || install -D -m 0644 etc/subhosts.conf $(DESTDIR)$(SUBHOSTS_CONF)
+	if [ -d completions/bash ]; then \
+	  install -d $(DESTDIR)$(BASHCOMPDIR) && cp -P completions/bash/* $(DESTDIR)$(BASHCOMPDIR)/; \
+	fi
+	if ls dbus/*.conf >/dev/null 2>&1; then \
+	  install -d $(DESTDIR)$(DBUSPOLICYDIR) && install -m 0644 dbus/*.conf $(DESTDIR)$(DBUSPOLICYDIR)/; \
+	fi
 
 uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(SBINDIR)/overlay-$$c; done
 	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot@.service
 	rm -f $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
+	rm -f $(DESTDIR)$(MANDIR)/man5/overlay-boot.conf.5
+	for c in $(COMMANDS); do rm -f $(DESTDIR)$(MANDIR)/man8/overlay-$$c.8; done
+	if [ -d completions/bash ]; then \
+	  for f in completions/bash/*; do rm -f $(DESTDIR)$(BASHCOMPDIR)/$${f##*/}; done; \
+	fi
+	for f in dbus/*.conf; do [ ! -e "$$f" ] || rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$${f##*/}; done
+	rm -f $(DESTDIR)$(CONFDIR)/example.conf.sample
+	! cmp -s etc/subhosts.conf $(DESTDIR)$(SUBHOSTS_CONF) || rm -f $(DESTDIR)$(SUBHOSTS_CONF)
 	-rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null
+
+# The Debian package, built by dpkg-buildpackage from the files git knows (committed or
+# staged or new and not ignored) with packaging/debian as debian/; see packaging/build-deb.
+deb:
+	packaging/build-deb $(DEBDIR)
 
 demo: setup
 	$(VENV)/bin/python -m tests.demo
