@@ -11,7 +11,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from overlay_boot import naming
 from overlay_boot.errors import ConfigError, Problem
@@ -27,7 +26,7 @@ class Found:
     """A configuration file to consider."""
 
     path: Path  # absolute, as listed (not symlink-resolved)
-    origin: Literal["dir", "subhosts.conf"]
+    origin: str  # "dir" or "subhosts.conf" (no typing.Literal: the import costs 2.5 ms)
     wanted: bool  # listed in subhosts.conf: started at boot
 
 
@@ -105,7 +104,7 @@ def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None
     """
     order: list[object] = []
     entries: dict[object, Found] = {}
-    listed: list[tuple[Path, Literal["dir", "subhosts.conf"]]] = []
+    listed: list[tuple[Path, str]] = []
     for d in config_dirs() if dirs is None else dirs:
         try:
             listed += [(p, "dir") for p in _dir_entries(Path(d))]

@@ -170,17 +170,26 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
 
 
 def write(outputs: Sequence[Output], dest: Path) -> None:
+    """Create ``outputs`` under ``dest`` (replacing files of the same name)."""
+    made: set[str] = set()
     for out in outputs:
-        target = dest / out.relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.join(dest, out.relpath)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
         if out.link is not None:
-            if target.is_symlink() or target.exists():
-                target.unlink()
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
             os.symlink(out.link, target)
         else:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(out.text or "", encoding="utf-8")
-            os.replace(tmp, target)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (out.text or "").encode("utf-8"))
+            finally:
+                os.close(fd)
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:

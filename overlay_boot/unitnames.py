@@ -8,12 +8,14 @@ systemd.unit(5) "String Escaping for Inclusion in Unit Names" and the unquoting 
 from __future__ import annotations
 
 import posixpath
+import re
 import string
 
 # Characters systemd keeps as they are in an escaped unit name (VALID_CHARS, minus '-' and '\').
 _KEEP = frozenset(string.ascii_letters + string.digits + ":_.")
 # Characters a setting value may hold without quotes (no whitespace, quotes, '\' or specifiers).
-_PLAIN = frozenset(string.ascii_letters + string.digits + "/._-+@:,=~^")
+_PLAIN = re.compile(r"[A-Za-z0-9/._+@:,=~^%-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def escape_path(path: str) -> str:
@@ -55,9 +57,8 @@ def net_device_unit(ifname: str) -> str:
 
 def unit_value_problem(text: str) -> str | None:
     """Why ``text`` cannot be written into a unit file setting at all, or None."""
-    for c in text:
-        if ord(c) < 0x20 or ord(c) == 0x7F:
-            return f"{text!r} contains a control character"
+    if _CONTROL.search(text):
+        return f"{text!r} contains a control character"
     return None
 
 
@@ -77,6 +78,6 @@ def quote(text: str) -> str:
     if why:
         raise ValueError(why)
     text = specifiers(text)
-    if text and all(c in _PLAIN or c == "%" for c in text):
+    if _PLAIN.fullmatch(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
