@@ -20,7 +20,11 @@ from .box import SystemdBox
 pytestmark = pytest.mark.system
 
 # Debian's overlay-boot 1.6.4 (the shell scripts; in Debian unstable), for the upgrade test.
-OLD_DEB = Path(os.environ.get("OVERLAY_BOOT_OLD_DEB", "/tmp/sid/overlay-boot_1.6.4-1_amd64.deb"))
+# Debian's overlay-boot 1.6.4, downloaded by .ci/setup (or named by OVERLAY_BOOT_OLD_DEB).
+REFERENCE_DIR = Path("/var/cache/overlay-boot-tests")
+OLD_DEB = Path(os.environ.get("OVERLAY_BOOT_OLD_DEB") or next(
+    iter(sorted(REFERENCE_DIR.glob("overlay-boot_1.6.4-*_*.deb"))),
+    REFERENCE_DIR / "overlay-boot_1.6.4-1_all.deb"))
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 DEPENDENCIES = {"pyroute2": "python3-pyroute2", "dbus_next": "python3-dbus-next",
                 "pystemd": "python3-pystemd", "overlay_boot": "overlay-boot"}
