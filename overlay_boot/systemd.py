@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from overlay_boot.errors import SubhostError
@@ -250,51 +249,13 @@ def stop_unit(name: str, wait: bool = True, timeout: float = JOB_WAIT_MAX) -> Un
             raise SubhostError(f"cannot stop {name}: {_why(e)}") from None
 
 
-def start_transient(name: str, argv: Sequence[str], properties: Mapping[str, Any] | None = None,
-                    wait: bool = True, timeout: float = JOB_WAIT_MAX) -> UnitState:
-    """Start ``argv`` as transient service ``name`` (like ``systemd-run --unit=NAME``).
-
-    For a config the generator does not know (e.g. ``overlay-boot /path/x.conf`` under
-    systemd). ``properties`` are unit settings as pystemd knows them (``Type``,
-    ``NotifyAccess``, ``KillMode``, ``Environment``, ``TimeoutStopUSec``, …); str values are
-    sent as strings, lists of str as string arrays.
-    """
-    _check_name(name)
-    if not argv or not os.path.isabs(argv[0]):
-        raise SubhostError(f"transient unit {name}: the command must be an absolute path")
-    props: dict[bytes, Any] = {k.encode(): _encode(v) for k, v in (properties or {}).items()}
-    props[b"ExecStart"] = [(argv[0].encode(), [a.encode() for a in argv], False)]
-    try:
-        from pystemd.systemd1 import Manager
-    except ImportError as e:
-        raise SubhostError(f"pystemd is not available: {e}") from None
+def reload() -> None:
+    """``systemctl daemon-reload``: returns once systemd has reloaded its units."""
     with _Bus() as bus:
         try:
-            # pystemd.systemd1.Manager encodes the a(sv) properties; no introspection needed.
-            Manager(bus=bus.bus).StartTransientUnit(MANAGER_IFACE, name.encode(), b"fail",
-                                                    props)
-            path = bus.unit_path(name)
-            if not wait:
-                return bus.state(path)
-            bus.wait_job(path, timeout)
-            state = bus.state(path)
-        except SubhostError:
-            raise
-        except KeyError as e:
-            raise SubhostError(f"transient unit {name}: unknown property {e}") from None
+            bus.call(b"Reload", b"")
         except Exception as e:  # noqa: BLE001
-            raise SubhostError(f"cannot start {name}: {_why(e)}") from None
-        if state.active_state != "active":
-            raise SubhostError(f"{name} failed to start: {failure_reason(bus, path, state)}")
-        return state
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return value
+            raise SubhostError(f"cannot reload systemd: {_why(e)}") from None
 
 
 def failure_reason(bus: _Bus, path: bytes, state: UnitState) -> str:

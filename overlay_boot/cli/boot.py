@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     if args.verify:
-        from ..generator import verify
+        from ..generator import main as generator_main
 
-        return verify([Path(p) for p in args.config])
+        return generator_main(["--verify", *args.config])
     require_root()
     if args.instance:
         config = load_instance(args.instance)

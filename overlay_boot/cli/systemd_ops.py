@@ -1,57 +1,59 @@
 """`overlay-boot CONF` on a host booted with systemd: start the subhost as a unit.
 
-The instance overlay-boot@NAME.service when the generator knows the config (it is in
-/etc/overlay-boot or /etc/subhosts.conf), else a transient unit of the same name running the
-same supervisor, so supervision and the journal are the same either way.
+The instance overlay-boot@NAME.service runs the config. When the generator does not know the
+config (it is neither in /etc/overlay-boot nor in /etc/subhosts.conf), a runtime drop-in names
+it for this boot (like `systemctl --runtime`), so supervision, `systemctl status` and the
+journal are the same either way; `overlay-stop --cleanup` (ExecStopPost=) removes the drop-in.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from .. import log
 from ..errors import SubhostError
+
+RUNTIME_UNIT_DIR = Path("/run/systemd/system")
+DROPIN_NAME = "60-overlay-boot-command-line.conf"
+
+
+def runtime_dropin(name: str) -> Path:
+    return RUNTIME_UNIT_DIR / f"overlay-boot@{name}.service.d" / DROPIN_NAME
 
 
 def start_through_systemd(path: Path) -> int:
     from .. import systemd
     from ..config import load_config
     from ..discovery import discover
+    from ..generator import render_dropin
     from ..naming import unit_name
     from ..validate import require_valid
 
     config = load_config(path)
     require_valid(config)  # a bad config fails here, with its message and status 78
     unit = unit_name(config.name)
-    active = systemd.unit_state(unit)[0]
+    active = systemd.unit_state(unit).active_state
     if active in ("active", "activating", "reloading"):
         raise SubhostError(f"subhost {config.name} is already running ({unit} is {active})")
     known = {os.path.realpath(found.path) for found in discover()}
-    if os.path.realpath(path) in known:
-        systemd.start_unit(unit)
-    else:
-        argv = [_supervisor_command(), "--instance", config.name]
-        systemd.start_transient(
-            unit,
-            argv,
-            {
-                "Description": f"overlay-boot subhost {config.name}",
-                "Environment": [f"OVERLAY_BOOT_CONFIG={path}"],
-            },
-        )
+    dropin = runtime_dropin(config.name)
+    if os.path.realpath(path) not in known:
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        dropin.write_text(render_dropin(config, origin="overlay-boot (until the subhost stops)"))
+        systemd.reload()
+    elif dropin.exists():
+        remove_runtime_dropin(config.name)
+        systemd.reload()
+    systemd.start_unit(unit)
     log.info(f"subhost {config.name} started as {unit}")
     return 0
 
 
-def _supervisor_command() -> str:
-    """This very command, so a transient unit runs the same installation."""
-    argv0 = os.path.abspath(sys.argv[0])
-    if os.path.basename(argv0) == "overlay-boot" and os.access(argv0, os.X_OK):
-        return argv0
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"):
-        candidate = os.path.join(directory, "overlay-boot")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise SubhostError("cannot find the overlay-boot command to run as a transient unit")
+def remove_runtime_dropin(name: str) -> None:
+    dropin = runtime_dropin(name)
+    try:
+        dropin.unlink()
+        dropin.parent.rmdir()
+    except OSError:
+        pass
