@@ -113,7 +113,7 @@ deb:
 	packaging/build-deb $(DEBDIR)
 
 demo: setup
-	$(VENV)/bin/python -m tests.demo
+	./demo/demo.sh
 
 bench: setup
 	$(VENV)/bin/python -m bench
