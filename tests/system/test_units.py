@@ -145,8 +145,33 @@ def test_dev_log_reaches_the_journal(box: SystemdBox, subhosts: Subhosts) -> Non
     box.run("systemctl", "daemon-reload")
     box.run("systemctl", "start", subhosts.unit(name))
     marker = f"syslog-from-inside-{secrets.token_hex(3)}"
-    box.run("overlay-go", name, "--", "logger", marker)
+    # The sender stays alive a moment: journald finds a message's unit from the sender's
+    # cgroup, which it can't read once the process is gone (long-lived daemons are fine).
+    box.run("overlay-go", name, "--", "python3", "-c",
+            f"import syslog, time; syslog.syslog('{marker}'); time.sleep(1)")
     assert marker in box.journal(subhosts.unit(name), marker)
+
+
+def test_a_syslog_daemon_inside_can_take_dev_log_over(box: SystemdBox, subhosts: Subhosts) -> None:
+    """/dev/log is a symlink to the bound journal socket: a daemon (rsyslog) may replace it."""
+    name, _ = subhosts.make()
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", subhosts.unit(name))
+    assert box.run("overlay-go", name, "--", "readlink", "/dev/log").stdout.strip() \
+        == "/run/systemd/journal/dev-log"
+    takeover = box.run(
+        "overlay-go", name, "--", "python3", "-c",
+        "import os, socket\n"
+        "os.unlink('/dev/log')\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.bind('/dev/log')\n"
+        "c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "c.sendto(b'<13>hello', '/dev/log')\n"
+        "print(s.recv(100).decode())\n",
+        check=False,
+    )
+    assert takeover.returncode == 0, takeover.stderr
+    assert takeover.stdout.strip() == "<13>hello"
 
 
 def test_overlay_go_runs_inside(box: SystemdBox, subhosts: Subhosts) -> None:
