@@ -20,8 +20,10 @@ DEFAULT_DIRS = ("live", "root", "work")
 KEYS = {
     "expect-variable", "expect-message", "no-dirs", "make-file", "make-dir", "mode",
     "dir-mode", "owner", "command-timeout", "setup", "root", "file-name", "describe",
+    "make-symlink", "memory-limit-mb",
 }
-SETUPS = {"work-on-other-fs"}
+SETUPS = {"work-on-other-fs", "huge-file"}
+HUGE_FILE_BYTES = 2 << 20  # twice config.MAX_SIZE
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class Case:
     @property
     def needs_root(self) -> bool:
         return "root" in self.headers
+
+    @property
+    def memory_limit(self) -> int | None:
+        """Bytes of address space the command may use (RLIMIT_AS) in runtime tests."""
+        v = self.value("memory-limit-mb")
+        return int(v) << 20 if v else None
 
     @property
     def command_timeout(self) -> float | None:
@@ -93,6 +101,9 @@ def prepared(case: Case, tmp: Path) -> Iterator[Path]:
             (base / d).mkdir(parents=True)
         for f in case.values("make-file"):
             (base / f).touch()
+        for spec in case.values("make-symlink"):
+            link, _, target = spec.rpartition(" ")
+            (base / link).symlink_to(target)
         name = case.value("file-name") or f"t{secrets.token_hex(3)}.conf"
         conf = base / name
         shutil.copyfile(case.path, conf)
@@ -113,4 +124,8 @@ def prepared(case: Case, tmp: Path) -> Iterator[Path]:
                 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tcase", str(work)],
                                check=True)
                 stack.callback(subprocess.run, ["umount", str(work)], check=True)
+            elif setup == "huge-file":
+                line = b"# " + b"x" * 77 + b"\n"
+                with conf.open("ab") as f:
+                    f.write(line * (HUGE_FILE_BYTES // len(line) + 1))
         yield conf

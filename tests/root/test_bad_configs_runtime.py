@@ -6,6 +6,7 @@ no netns, no link, no mount, no process, no runtime file.
 
 from __future__ import annotations
 
+import resource
 import sys
 from pathlib import Path
 
@@ -19,10 +20,17 @@ from casefile import load_cases, prepared  # noqa: E402
 pytestmark = pytest.mark.root
 
 CASES = load_cases()
+STDERR_MAX = 4000  # a few clear lines, whatever the hostile input was
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CASES) >= 25
+    assert len(CASES) >= 60
+
+
+def _limit_memory(limit: int | None):
+    if limit is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -34,9 +42,12 @@ def test_bad_config_exits_78_and_leaves_nothing(case, tmp_path: Path) -> None:
         if case.command_timeout is not None:
             env["OVERLAY_BOOT_COMMAND_TIMEOUT"] = str(case.command_timeout)
         for mode in ((), ("--foreground",)):
-            result = run_command("boot", *mode, str(conf), env=env, timeout=120)
-            assert result.returncode == 78, (mode, result.stdout, result.stderr)
+            result = run_command("boot", *mode, str(conf), env=env, timeout=120,
+                                 preexec_fn=_limit_memory(case.memory_limit))
+            assert result.returncode == 78, (mode, result.stdout, result.stderr[-2000:])
             assert "Traceback" not in result.stderr
+            assert len(result.stderr) <= STDERR_MAX, (len(result.stderr), result.stderr[-500:])
+            assert "\x1b" not in result.stderr, "a terminal escape reached the terminal"
             if case.expect_variable:
                 assert f"{case.expect_variable}:" in result.stderr, result.stderr
             for message in case.expect_messages:

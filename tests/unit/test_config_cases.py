@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,22 @@ from overlay_boot.errors import ConfigError  # noqa: E402
 from overlay_boot.validate import require_valid  # noqa: E402
 
 CASES = load_cases()
+MESSAGE_MAX = 1000  # one clear message: a hostile value is cut, not repeated in full
+
+
+@contextmanager
+def memory_limit(extra: int | None):
+    """RLIMIT_AS of this process raised by only ``extra`` bytes over what it uses now."""
+    if extra is None:
+        yield
+        return
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + extra, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 def check_case(case: Case, tmp_path: Path) -> None:
@@ -24,10 +42,12 @@ def check_case(case: Case, tmp_path: Path) -> None:
         kwargs = {}
         if case.command_timeout is not None:
             kwargs["command_timeout"] = case.command_timeout
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(ConfigError) as info, memory_limit(case.memory_limit):
             require_valid(load_config(conf, **kwargs))
     problems = info.value.problems
     assert problems, case.name
+    for p in problems:
+        assert len(p.message) <= MESSAGE_MAX, f"{case.name}: a {len(p.message)}-character message"
     for p in problems:
         assert p.path == str(conf), p
     candidates = [p for p in problems
