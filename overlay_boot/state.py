@@ -30,7 +30,8 @@ class Runtime:
     root: str
     started: float = field(default_factory=time.time)
     interfaces: tuple[str, ...] = ()
-    state: str = "starting"
+    state: str = "starting"  # starting, running, stopping
+    services: tuple[tuple[str, str], ...] = ()  # (START word, state) as PID 1 reports them
 
 
 class AlreadyRunning(SubhostError):
@@ -105,6 +106,7 @@ def write(record: Runtime) -> None:
     tmp = path.with_suffix(".tmp")
     data = asdict(record)
     data["interfaces"] = list(record.interfaces)
+    data["services"] = [list(pair) for pair in record.services]
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
 
@@ -116,8 +118,9 @@ def read(name: str) -> Runtime | None:
         return None
     try:
         data["interfaces"] = tuple(data.get("interfaces", ()))
+        data["services"] = tuple((str(w), str(s)) for w, s in data.get("services", ()))
         return Runtime(**data)
-    except TypeError:
+    except (TypeError, ValueError):
         return None
 
 

@@ -35,6 +35,7 @@ class Supervisor:
         self.pid1: int | None = None
         self.stop_requested = False
         self.record: state.Runtime | None = None
+        self.registered = False  # with systemd-machined (once, not again after a reboot)
 
     # -- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -178,17 +179,44 @@ class Supervisor:
                         self._mark_running()
                     elif kind == "STATUS":
                         self._status(text)
+                        self._set_record(state=text.partition(" ")[0])
+                    elif kind == "SERVICE":
+                        word, _, service = text.partition(" ")
+                        self._set_record(word=word, service=service)
                     elif kind == "ERROR":
                         error = text
                         log.error(text)
         return error
 
     def _mark_running(self) -> None:
-        if self.record is not None:
-            self.record = replace(self.record, state="running")
-            state.write(self.record)
+        self._set_record(state="running")
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
         self._ready()
+        if not self.registered and self.pid1 is not None:
+            self.registered = True  # once: PID 1 stays the leader across reboots
+            from . import machined
+
+            if machined.wanted():
+                machined.register_in_background(
+                    self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
+
+    def _set_record(self, **changes: str) -> None:
+        """Update the runtime record: the subhost's state (from READY and PID 1's STATUS
+        lines: starting/stopping …) or a START word's state (SERVICE lines, for D-Bus)."""
+        if self.record is None:
+            return
+        if changes.get("state", "running") not in ("starting", "running", "stopping"):
+            return
+        record = self.record
+        if "word" in changes:
+            services = dict(record.services)
+            services[changes["word"]] = changes["service"]
+            record = replace(record, services=tuple(services.items()))
+        if "state" in changes:
+            record = replace(record, state=changes["state"])
+        if record != self.record:
+            self.record = record
+            state.write(record)
 
     def _wait_pid1(self) -> int:
         assert self.pid1 is not None

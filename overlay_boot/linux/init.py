@@ -9,7 +9,8 @@ signals it has a handler for).
 Signals: SIGTERM and SIGRTMIN+4 stop the subhost (exit 0), SIGINT stops it and starts the
 services again (reboot), SIGCHLD reaps. The status pipe gets ``STATUS starting WORD`` while
 starting, ``READY`` once every START word was tried (again after each reboot) and
-``STATUS stopping WORD`` while stopping.
+``STATUS stopping WORD`` while stopping; ``SERVICE WORD STATE`` (starting, started, stopping,
+stopped, failed) as each START word changes state.
 """
 
 from __future__ import annotations
@@ -251,9 +252,11 @@ class _Init:
         return self.watched.pop(pid)
 
     def run_word(self, word: str, action: str) -> None:
+        self.status(f"SERVICE {word} {'starting' if action == 'start' else 'stopping'}")
         argv = service_argv(word, action)
         pid = self.spawn(argv, word)
         if pid is None:
+            self.status(f"SERVICE {word} failed")
             return
         if action == "start":
             status = self.wait(pid, None, abort_on_request=True)
@@ -262,6 +265,8 @@ class _Init:
         self.report(word, action, status)
 
     def report(self, word: str, action: str, status: int | None) -> None:
+        done = "started" if action == "start" else "stopped"
+        self.status(f"SERVICE {word} {done if status == 0 else 'failed'}")
         if status is None:
             log.error(f"{action} timed out, killed", source=word)
         elif status == 0:
