@@ -50,6 +50,7 @@ class Subhost:
         if setup:  # commands run inside the new mount namespace before init takes over
             argv = ["/bin/sh", "-ec", setup + '\nexec "$@"', "sh", *argv]
         self.buffer = b""
+        self.services: list[str] = []  # the SERVICE lines, which read_status() passes over
         self.pid1: int | None = None
         child_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         with open(self.stderr_path, "wb") as err:
@@ -71,7 +72,12 @@ class Subhost:
         assert self.pid1, "PID 1 did not appear"
 
     def read_status(self, timeout: float = 15.0) -> str | None:
-        """The next status line; None at EOF."""
+        """The next status line but SERVICE lines (kept in ``services``); None at EOF."""
+        while (line := self._read_line(timeout)) is not None and line.startswith("SERVICE "):
+            self.services.append(line)
+        return line
+
+    def _read_line(self, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
@@ -366,6 +372,25 @@ def test_second_sigterm_during_stop_is_ignored(subhost, tmp_path: Path) -> None:
     assert s.wait() == 0
     assert log_lines(tmp_path)[4:] == ["stop slow", "stop a"]
     assert f"{slow}: stop: done" in s.stderr()
+
+
+def test_service_states_reach_the_status_pipe(subhost, tmp_path: Path) -> None:
+    good = service(tmp_path, "good")
+    bad = service(tmp_path, "bad", code=3)
+    s = subhost(f"{good} {bad}")
+    s.until_ready()
+    assert s.services == [
+        f"SERVICE {good} starting", f"SERVICE {good} started",
+        f"SERVICE {bad} starting", f"SERVICE {bad} failed",
+    ]  # fmt: skip
+    s.kill(signal.SIGTERM)
+    while s.read_status() is not None:
+        pass
+    assert s.wait() == 0
+    assert s.services[4:] == [
+        f"SERVICE {bad} stopping", f"SERVICE {bad} stopped",
+        f"SERVICE {good} stopping", f"SERVICE {good} stopped",
+    ]  # fmt: skip
 
 
 def test_sigterm_during_start_stops_what_was_started(subhost, tmp_path: Path) -> None:

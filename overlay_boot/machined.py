@@ -1,0 +1,112 @@
+"""Registration of a running subhost with systemd-machined (`machinectl list`, `status`, …).
+
+``RegisterMachineWithNetwork`` attaches the machine to the unit of its leader (the subhost's
+PID 1, in our unit's cgroup), so `machinectl terminate` stops that unit, `machinectl poweroff`
+and `reboot` signal PID 1 (SIGRTMIN+4, SIGINT), and machined forgets the machine when the unit
+ends. The supervisor must stay small (no dbus-next, no pystemd) and must not wait for the bus:
+a forked grandchild runs busctl(1), logs the outcome and exits. Without machined or a system
+bus, the registration fails with a debug message and nothing else happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable
+
+from . import log
+
+BUSCTL = "/usr/bin/busctl"
+BUS_SOCKET = "/run/dbus/system_bus_socket"
+SERVICE = "overlay-boot"  # what machinectl shows as the machine's service
+TIMEOUT = 10  # seconds for the call, the activation of machined included
+
+
+def wanted() -> bool:
+    """Register only when systemd runs us as a unit: machined takes over the leader's unit,
+    and `machinectl terminate` stops it, which must be the subhost's own unit."""
+    return (
+        os.path.isdir("/run/systemd/system")
+        and bool(os.environ.get("INVOCATION_ID"))
+        and os.path.exists(BUS_SOCKET)
+        and os.access(BUSCTL, os.X_OK)
+    )
+
+
+def ifindices(interfaces: Iterable[str]) -> list[int]:
+    """Interface indices of the existing host ends, in order."""
+    found = []
+    for ifname in interfaces:
+        try:
+            with open(f"/sys/class/net/{ifname}/ifindex") as f:
+                found.append(int(f.read()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def register_argv(name: str, leader: int, root: str, indices: list[int]) -> list[str]:
+    """busctl's call of RegisterMachineWithNetwork(name, id, service, class, leader, root,
+    ifindices); an empty id lets machined take the machine ID from the leader."""
+    return [
+        BUSCTL, "call", "--quiet", f"--timeout={TIMEOUT}",
+        "org.freedesktop.machine1", "/org/freedesktop/machine1",
+        "org.freedesktop.machine1.Manager", "RegisterMachineWithNetwork", "sayssusai",
+        name, "0", SERVICE, "container", str(leader), root,
+        str(len(indices)), *map(str, indices),
+    ]
+
+
+def register_in_background(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
+    """Register NAME from a grandchild; returns at once (the child is reaped right away)."""
+    argv = register_argv(name, leader, root, ifindices(interfaces))
+    try:
+        child = os.fork()
+    except OSError as exc:
+        log.debug(f"not registered with systemd-machined: fork: {exc}")
+        return
+    if child == 0:
+        status = 1
+        try:
+            if os.fork() == 0:
+                _register(name, argv)
+            status = 0
+        finally:
+            os._exit(status)
+    while True:
+        try:
+            os.waitpid(child, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
+def _register(name: str, argv: list[str]) -> None:
+    """The grandchild: hold nothing of the supervisor's (its lock!), run busctl, log, exit."""
+    status = 1
+    try:
+        for sig in range(1, signal.NSIG):
+            try:
+                if callable(signal.getsignal(sig)):
+                    signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        log.configure(extra_fd=None)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        import subprocess
+
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, timeout=TIMEOUT + 5, check=False)
+        if result.returncode == 0:
+            log.debug(f"subhost {name} registered with systemd-machined")
+            status = 0
+        else:
+            why = result.stderr.decode("utf-8", "replace").strip() or f"status {result.returncode}"
+            log.debug(f"subhost {name} not registered with systemd-machined: {why}")
+    except BaseException as exc:  # noqa: BLE001 - a lost registration must not matter
+        log.debug(f"subhost {name} not registered with systemd-machined: {exc}")
+    finally:
+        log.flush()
+        os._exit(status)
