@@ -2,7 +2,8 @@
 
 The supervisor holds ``RUN_DIR/NAME.lock`` (flock) for its whole life, so "is NAME running?" is
 answered by the kernel, never by a stale pid file. ``RUN_DIR/NAME.json`` says where to find the
-running subhost (supervisor and leader PIDs, root, config, host interfaces).
+running subhost (supervisor and leader PIDs, root, config, host interfaces). ``RUN_DIR/NAME.ctl``
+is the control socket of its PID 1.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def lock_path(name: str) -> Path:
 
 def runtime_path(name: str) -> Path:
     return RUN_DIR / f"{name}.json"
+
+
+def control_path(name: str) -> Path:
+    """PID 1's control socket (docs/ARCHITECTURE.md, "Entering a subhost")."""
+    return RUN_DIR / f"{name}.ctl"
 
 
 def acquire(name: str) -> int:
@@ -139,8 +145,8 @@ def running() -> list[Runtime]:
 
 
 def remove(name: str) -> None:
-    """Remove the runtime record and the lock file (call while holding the lock, or when stale)."""
-    for path in (runtime_path(name), lock_path(name)):
+    """Remove the runtime files: record, control socket, lock (with the lock held, or stale)."""
+    for path in (runtime_path(name), control_path(name), lock_path(name)):
         try:
             path.unlink()
         except FileNotFoundError:

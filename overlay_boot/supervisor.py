@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -120,11 +121,13 @@ class Supervisor:
         self._check_stop()
 
         init_script = run_init_command(config) if config.init else None
+        control = open_control_socket(config.name)
         settings = init.InitSettings(
             name=config.name,
             start=config.start,
             script=init_script,
             log_fd=_log_fd(),
+            control_fd=control.fileno(),
         )
         hooks_env = {"CONFIG": str(config.path)}
 
@@ -137,9 +140,11 @@ class Supervisor:
                 write_fd,
                 lambda fd: init.run(settings, fd),
                 hooks_env,
+                keep_fds=(control.fileno(),),
             )
         finally:
             os.close(write_fd)
+            control.close()  # PID 1 has it; state.remove() unlinks the path at teardown
         self.record = state.Runtime(
             name=config.name,
             config=str(config.path),
@@ -228,6 +233,26 @@ class Supervisor:
                 continue
             except ChildProcessError:
                 return 0
+
+
+def open_control_socket(name: str) -> socket.socket:
+    """The listening control socket PID 1 inherits, at ``/run/overlay-boot/NAME.ctl`` (0600)."""
+    path = state.control_path(name)
+    try:
+        path.unlink()  # left by a crash
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+        sock.listen(16)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    return sock
 
 
 def describe_status(status: int) -> str:

@@ -11,13 +11,22 @@ services again (reboot), SIGCHLD reaps. The status pipe gets ``STATUS starting W
 starting, ``READY`` once every START word was tried (again after each reboot) and
 ``STATUS stopping WORD`` while stopping; ``SERVICE WORD STATE`` (starting, started, stopping,
 stopped, failed) as each START word changes state.
+
+With a control socket (``InitSettings.control_fd``), PID 1 also spawns shells and commands on
+request, as its own children (docs/ARCHITECTURE.md, "Entering a subhost"): see ``_Control``.
 """
 
 from __future__ import annotations
 
+import array
+import fcntl
+import json
 import os
 import select
 import signal
+import socket
+import struct
+import termios
 import time
 from dataclasses import dataclass
 from typing import NoReturn
@@ -39,6 +48,7 @@ class InitSettings:
     grace: float = 5.0  # seconds between TERM and KILL at shutdown
     log_fd: int | None = None  # LOG= file, lines copied there too
     stop_timeout: float = STOP_TIMEOUT  # per stop command, then it is killed
+    control_fd: int | None = None  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
 
 
 def find_command(name: str, path: str = SANE_PATH) -> str | None:
@@ -98,6 +108,7 @@ class _Init:
         self.started: list[str] = []  # words whose start was tried, in order
         self.wake_r = -1
         self.ready_sent = False
+        self.control: _Control | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -123,6 +134,8 @@ class _Init:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)
         self.poller.register(self.wake_r, select.POLLIN)
+        if self.settings.control_fd is not None and self.settings.control_fd >= 0:
+            self.control = _Control(self.settings.control_fd, self.poller)
 
     # --- the event loop ---------------------------------------------------------------------
 
@@ -134,6 +147,8 @@ class _Init:
                 self.handle_signals()
             elif fd in self.relays:
                 self.relay(fd)
+            elif self.control is not None:
+                self.control.handle(fd, stopping=self.request is not None)
 
     def handle_signals(self) -> None:
         try:
@@ -161,6 +176,8 @@ class _Init:
                 return
             if pid in self.watched:
                 self.watched[pid] = status
+            elif self.control is not None:
+                self.control.exited(pid, status)
 
     def relay(self, fd: int, final: bool = False) -> None:
         source, buffer = self.relays[fd]
@@ -351,6 +368,304 @@ class _Init:
         log.info("stopped")
         log.flush()
         os._exit(0)
+
+
+class _Control:
+    """Processes started for clients of the control socket, as children of PID 1.
+
+    One request per connection (JSON, fds by SCM_RIGHTS), from uid 0 only. The connection stays
+    open while the process runs: ``{"signal": N}`` from the client signals its process group,
+    and PID 1 sends ``{"exit": CODE}`` when it has reaped it.
+    """
+
+    def __init__(self, listener_fd: int, poller: select.poll) -> None:
+        self.listener = socket.socket(fileno=listener_fd)
+        self.listener.set_inheritable(False)
+        self.listener.setblocking(False)
+        self.poller = poller
+        self.poller.register(listener_fd, select.POLLIN)
+        self.pending: dict[int, socket.socket] = {}  # fd -> connection awaiting its request
+        self.running: dict[int, tuple[socket.socket, int]] = {}  # fd -> (connection, pid)
+        self.clients: dict[int, socket.socket | None] = {}  # pid -> connection (None: gone)
+
+    def handle(self, fd: int, stopping: bool) -> None:
+        if fd == self.listener.fileno():
+            self.accept()
+        elif fd in self.pending:
+            self.serve(self.pending.pop(fd), stopping)
+        elif fd in self.running:
+            self.client_message(fd)
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: leave it queued, log once per wakeup
+                log.error(f"control socket: accept: {exc.strerror}")
+                return
+            conn.setblocking(False)
+            self.pending[conn.fileno()] = conn
+            self.poller.register(conn, select.POLLIN)
+
+    def serve(self, conn: socket.socket, stopping: bool) -> None:
+        self.poller.unregister(conn)
+        fds: list[int] = []
+        try:
+            message, fds = _receive(conn)
+            if not message:
+                raise _Refused("")
+            # Refused only now, after reading the request: closing a socket with unread data
+            # would reset the connection before the client could read why.
+            _, uid, _ = struct.unpack(
+                "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            )
+            if uid != 0:
+                raise _Refused("permission denied: only root may do this")
+            if stopping:
+                raise _Refused("the subhost is stopping")
+            pid, master = self.spawn(_parse_request(message), fds)
+        except (_Refused, ValueError, OSError) as exc:
+            text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+            if text:
+                answer = {"ok": False, "error": text}
+                if getattr(exc, "status", None):
+                    answer["status"] = exc.status
+                _send(conn, answer)
+            conn.close()
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            _send(conn, {"ok": True, "pid": pid}, () if master is None else (master,))
+        finally:
+            if master is not None:
+                os.close(master)
+        self.clients[pid] = conn
+        self.running[conn.fileno()] = (conn, pid)
+        self.poller.register(conn, select.POLLIN)
+
+    def spawn(self, request: dict, fds: list[int]) -> tuple[int, int | None]:
+        """Start what ``request`` asks for; returns its PID and the pty master (tty only)."""
+        argv, env, login = request["argv"], request["env"], request["login"]
+        home, shell = root_account()
+        if login:
+            argv = argv or [shell]
+            env.update(HOME=home, SHELL=shell, USER="root", LOGNAME="root")
+        if not argv:
+            raise _Refused("no command given")
+        for key, value in (("PATH", SANE_PATH), ("HOME", home), ("SHELL", shell),
+                           ("USER", "root"), ("LOGNAME", "root")):
+            env.setdefault(key, value)
+        cwd = request["cwd"] or env["HOME"]
+        arg0 = "-" + os.path.basename(argv[0]) if login else argv[0]
+        if not request["tty"]:
+            if len(fds) != 3:
+                raise _Refused(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
+            pid = _fork_exec(argv, arg0, env, cwd, (fds[0], fds[1], fds[2]), None)
+            log.debug(f"control: started {argv[0]} as pid {pid}")
+            return pid, None
+        master, slave = os.openpty()  # in the subhost's /dev/pts: PID 1 is inside its root
+        try:
+            size = struct.pack("HHHH", request["rows"], request["cols"], 0, 0)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+            pid = _fork_exec(argv, arg0, env, cwd, (slave, slave, slave), slave)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        log.debug(f"control: started {argv[0]} as pid {pid} on a terminal")
+        return pid, master
+
+    def client_message(self, fd: int) -> None:
+        conn, pid = self.running[fd]
+        try:
+            message, fds = _receive(conn)
+        except OSError:
+            message, fds = b"", []
+        for extra in fds:
+            os.close(extra)
+        if not message:  # the client went away: its process carries on
+            self.poller.unregister(conn)
+            del self.running[fd]
+            self.clients[pid] = None
+            conn.close()
+            return
+        try:
+            sig = int(json.loads(message)["signal"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if 0 < sig <= signal.SIGRTMAX:
+            for target in (-pid, pid):  # the group (it leads one), else the process itself
+                try:
+                    os.kill(target, sig)
+                    break
+                except ProcessLookupError:
+                    continue
+
+    def exited(self, pid: int, status: int) -> None:
+        if pid not in self.clients:
+            return
+        conn = self.clients.pop(pid)
+        if conn is None:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        _send(conn, {"exit": code if code >= 0 else 128 - code})
+        self.poller.unregister(conn)
+        self.running.pop(conn.fileno(), None)
+        conn.close()
+
+
+class _Refused(Exception):
+    """A control request that cannot be served; the message goes back to the client.
+
+    ``status`` is the exit status a shell would give (127: command not found, 126: not
+    executable), when the command could not be run.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_FD_SPACE = socket.CMSG_SPACE(4 * array.array("i").itemsize)  # one more than ever expected
+
+
+def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the descriptors that came with it (made close-on-exec)."""
+    fds: list[int] = []
+    try:
+        message, ancillary, flags, _ = conn.recvmsg(65536, _FD_SPACE)
+    except (BlockingIOError, InterruptedError):
+        return b"", []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            got = array.array("i")
+            got.frombytes(data[: len(data) - len(data) % got.itemsize])
+            fds.extend(got)
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise _Refused("request too large")
+    return message, fds
+
+
+def _send(conn: socket.socket, answer: dict, fds: tuple[int, ...] = ()) -> None:
+    data = json.dumps(answer).encode()
+    try:
+        if fds:
+            rights = array.array("i", fds).tobytes()
+            conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        else:
+            conn.send(data)
+    except OSError:
+        pass  # the client went away
+
+
+def _parse_request(message: bytes) -> dict:
+    """Check a ``run`` request; raises ValueError (its text goes back to the client)."""
+    request = json.loads(message)
+    if not isinstance(request, dict) or request.get("op") != "run":
+        raise ValueError("unknown request")
+    argv = request.get("argv", [])
+    env = request.get("env", {})
+    cwd = request.get("cwd")
+    if not (isinstance(argv, list) and all(isinstance(a, str) and "\0" not in a for a in argv)):
+        raise ValueError("argv must be a list of strings")
+    if not (isinstance(env, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k
+        and "\0" not in k + v for k, v in env.items()
+    )):
+        raise ValueError("env must map names to strings")
+    if cwd is not None and not (isinstance(cwd, str) and cwd.startswith("/")):
+        raise ValueError("cwd must be an absolute path")
+    parsed = {"argv": argv, "env": dict(env), "cwd": cwd, "login": bool(request.get("login")),
+              "tty": bool(request.get("tty"))}
+    if parsed["tty"]:
+        for key, default in (("rows", 24), ("cols", 80)):
+            value = request.get(key) or default
+            if not isinstance(value, int) or not 0 < value < 65536:
+                raise ValueError(f"{key} must be a number from 1 to 65535")
+            parsed[key] = value
+    return parsed
+
+
+def root_account(passwd: str = "/etc/passwd") -> tuple[str, str]:
+    """root's home and login shell from the subhost's passwd ("/root", "/bin/sh" if unknown)."""
+    home, shell = "/root", "/bin/sh"
+    try:
+        with open(passwd, "rb") as f:
+            for raw in f:
+                fields = raw.decode("utf-8", "replace").rstrip("\n").split(":")
+                if len(fields) >= 7 and fields[2] == "0":
+                    return fields[5] or home, fields[6] or shell
+    except OSError:
+        pass
+    return home, shell
+
+
+def _fork_exec(
+    argv: list[str], arg0: str, env: dict[str, str], cwd: str,
+    stdio: tuple[int, int, int], ctty: int | None,
+) -> int:
+    """Fork a child of PID 1 in a session of its own and exec ``argv`` there.
+
+    Returns its PID once the exec succeeded; raises ``_Refused`` with the reason otherwise
+    (told through a close-on-exec pipe).
+    """
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _child(argv, arg0, env, cwd, stdio, ctty, err_w)
+    os.close(err_w)
+    error = b""
+    try:
+        while chunk := os.read(err_r, 4096):
+            error += chunk
+    finally:
+        os.close(err_r)
+    if error:
+        status, _, message = error.decode("utf-8", "replace").partition(" ")
+        raise _Refused(message, int(status))
+    return pid
+
+
+def _child(
+    argv: list[str], arg0: str, env: dict[str, str], cwd: str,
+    stdio: tuple[int, int, int], ctty: int | None, err_w: int,
+) -> NoReturn:
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in _DEFAULT_SIGNALS:  # also SIGPIPE, which Python ignores
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        os.setsid()
+        if ctty is not None:
+            fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        try:
+            os.chdir(cwd)
+        except OSError:
+            os.chdir("/")
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.execvpe(argv[0], [arg0, *argv[1:]], env)
+    except BaseException as exc:  # noqa: BLE001 - the parent reads why
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        status = 127 if isinstance(exc, FileNotFoundError) else 126
+        try:
+            message = f"{status} cannot run {argv[0]}: {reason}"
+            os.write(err_w, message.encode("utf-8", "replace"))
+        except OSError:
+            pass
+    os._exit(127)
 
 
 def _kill_all(sig: int) -> None:
