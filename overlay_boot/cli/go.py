@@ -1,20 +1,21 @@
 """overlay-go: a shell or a command inside a running subhost.
 
     overlay-go                  list the running subhosts
-    overlay-go NAME             an interactive login shell inside NAME
+    overlay-go NAME             an interactive login shell inside NAME (on a terminal of its own)
     overlay-go NAME -- CMD …    run CMD inside NAME; its exit status is returned
 
-This version enters the namespaces of the subhost's PID 1 directly (setns) and joins its
-cgroup, then execs the shell or command as root of the subhost.
+The shell or command is started by the subhost's PID 1, as its child, through the control
+socket /run/overlay-boot/NAME.ctl: it is in all the subhost's namespaces and its cgroup. Only
+when a running subhost has no control socket (started by an older version) are PID 1's
+namespaces entered directly.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from pathlib import Path
 
-from .. import state
 from ..errors import SubhostError
 from .common import UsageError, require_root, run_main
 
@@ -22,6 +23,8 @@ from .common import UsageError, require_root, run_main
 # lookups made after it; the fds are all opened first), the PID namespace applies to children.
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PASSED_ENV = ("TERM", "COLORTERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,33 +39,123 @@ def _main(args: list[str]) -> int:
         print(__doc__.strip())
         return 0
     name, command = args[0], args[1:]
+    if name.startswith("-"):
+        raise UsageError(f"unknown option {name}; usage: overlay-go [NAME [-- CMD ARGS…]]")
     if command and command[0] == "--":
         command = command[1:]
+        if not command:
+            raise UsageError("no command after --")
     elif command:
         raise UsageError("usage: overlay-go NAME [-- CMD ARGS…]")
     require_root()
+    from .. import control
+
+    env = {key: os.environ[key] for key in PASSED_ENV if os.environ.get(key)}
+    try:
+        if command:
+            return run_command(name, command, env)
+        if os.isatty(0):
+            return shell(name, env)
+        return run_command(name, [], env, login=True)
+    except control.NotRunning:
+        leader = _running_leader(name)
+        if leader is None:
+            raise
+        from .. import log
+
+        log.warning(f"subhost {name} has no control socket (started by an older version?): "
+                    "entering its namespaces directly")
+        return enter(leader, command)
+
+
+def run_command(name: str, argv: list[str], env: dict[str, str], login: bool = False) -> int:
+    """ARGV (or root's login shell) inside NAME with our stdin/stdout/stderr; its status.
+
+    Our SIGINT/SIGTERM/SIGHUP/SIGQUIT are passed on to its process group.
+    """
+    from .. import control
+
+    conn, _ = control.start(name, argv, env=env, login=login)
+    with conn:
+        previous = {
+            sig: signal.signal(sig, lambda signum, _frame: control.send_signal(conn, signum))
+            for sig in FORWARDED_SIGNALS
+        }
+        try:
+            return control.wait_exit(conn)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def shell(name: str, env: dict[str, str]) -> int:
+    """An interactive login shell inside NAME on a new pty, relayed to our terminal."""
+    from .. import control, terminal
+
+    rows, cols = terminal.window_size(0)
+    master, conn = control.open_tty(name, [], rows=rows, cols=cols, env=env, login=True)
+    with conn:
+        return terminal.interactive(master, conn)
+
+
+def _running_leader(name: str) -> int | None:
+    """PID 1 (host PID) of NAME if its supervisor runs, else None."""
+    from .. import state
+
     record = state.read(name)
     if record is None or not state.is_locked(name):
-        raise SubhostError(f"subhost {name} is not running")
-    return enter(record.leader_pid, command)
+        return None
+    return record.leader_pid
 
 
 def list_running() -> int:
+    from .. import state
+
     records = state.running()
     if not records:
         print("no subhost is running")
         return 0
-    print(f"{'NAME':<13} {'STATE':<9} {'LEADER':>7}  INTERFACES")
+    print(f"{'NAME':<13} {'STATE':<9} {'LEADER':>7}  {'INTERFACES':<20} ADDRESSES")
     for record in records:
+        addresses = " ".join(addresses_of(record.leader_pid)) or "-"
         print(
             f"{record.name:<13} {record.state:<9} {record.leader_pid:>7}  "
-            f"{' '.join(record.interfaces) or '-'}"
+            f"{' '.join(record.interfaces) or '-':<20} {addresses}"
         )
     return 0
 
 
+def addresses_of(pid: int) -> list[str]:
+    """The non-loopback IPv4 and global IPv6 addresses in PID's network namespace.
+
+    Read from /proc/PID/net (cheap: no netlink, no namespace switch).
+    """
+    found: list[str] = []
+    try:
+        with open(f"/proc/{pid}/net/fib_trie") as fib_trie:
+            lines = fib_trie.read().splitlines()
+    except OSError:
+        lines = []
+    for previous, line in zip(lines, lines[1:], strict=False):
+        if line.strip() == "/32 host LOCAL":
+            address = previous.strip().lstrip("|-+ ")
+            if not address.startswith("127.") and address not in found:
+                found.append(address)
+    try:
+        with open(f"/proc/{pid}/net/if_inet6") as if_inet6:
+            for line in if_inet6:
+                fields = line.split()
+                if len(fields) >= 6 and fields[3] == "00":  # global scope
+                    import socket
+
+                    found.append(socket.inet_ntop(socket.AF_INET6, bytes.fromhex(fields[0])))
+    except OSError:
+        pass
+    return found
+
+
 def enter(leader: int, command: list[str]) -> int:
-    """Run COMMAND (or a login shell) in all namespaces of LEADER; return its exit status."""
+    """Fallback: COMMAND (or a login shell) in all namespaces of LEADER, entered directly."""
     from ..linux import libc
 
     try:
@@ -75,7 +168,8 @@ def enter(leader: int, command: list[str]) -> int:
         try:
             if cgroup is not None:
                 try:
-                    cgroup.write_text(f"{os.getpid()}\n")
+                    with open(cgroup, "w") as procs:
+                        procs.write(f"{os.getpid()}\n")
                 except OSError:
                     pass  # best effort: the namespaces are what matter
             for ns in NAMESPACES:
@@ -106,18 +200,20 @@ def shell_status(status: int) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _cgroup_procs_file(leader: int) -> Path | None:
+def _cgroup_procs_file(leader: int) -> str | None:
     """The cgroup.procs of the leader's unified-hierarchy cgroup, to join it."""
     try:
-        lines = Path(f"/proc/{leader}/cgroup").read_text().splitlines()
+        with open(f"/proc/{leader}/cgroup") as f:
+            lines = f.read().splitlines()
     except OSError:
         return None
     for line in lines:
         if line.startswith("0::"):
             relative = line[3:].lstrip("/")
             for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-                procs = Path(mount, relative, "cgroup.procs")
-                if Path(mount, "cgroup.controllers").exists() and procs.exists():
+                procs = os.path.join(mount, relative, "cgroup.procs")
+                if os.path.exists(os.path.join(mount, "cgroup.controllers")) and \
+                        os.path.exists(procs):
                     return procs
     return None
 
