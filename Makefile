@@ -30,7 +30,7 @@ DEBDIR ?= build/deb
 
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
-COMMANDS := boot stop go diskfile
+COMMANDS := boot stop go diskfile share
 
 .PHONY: all setup lint check test-unit test-root test-system install uninstall deb demo bench clean
 
