@@ -15,12 +15,15 @@ PYDIR ?= /usr/lib/python3/dist-packages
 UNITDIR ?= /usr/lib/systemd/system
 GENERATORDIR ?= /usr/lib/systemd/system-generators
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+DBUSSERVICEDIR ?= /usr/share/dbus-1/system-services
 else
 PYDIR ?= $(PREFIX)/lib/python3.11/dist-packages
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 GENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
 # the system bus reads policies only from /usr/share/dbus-1 and /etc/dbus-1
 DBUSPOLICYDIR ?= /etc/dbus-1/system.d
+# activation files: the system bus also reads /usr/local/share/dbus-1/system-services
+DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 endif
 CONFDIR ?= /etc/overlay-boot
 SUBHOSTS_CONF ?= /etc/subhosts.conf
@@ -60,7 +63,7 @@ test-system: setup
 # example config, 1.6.4's boot list /etc/subhosts.conf (read by the generator; an existing
 # one is the admin's and kept, and uninstall removes it only when unmodified), the bash
 # completions (completions/bash/<command>, one file or symlink per command name) and the
-# D-Bus policy (dbus/*.conf) when those exist.
+# D-Bus policy (dbus/*.conf) when those exist; the D-Bus control plane's unit and activation file.
 install:
 	install -d $(DESTDIR)$(PYDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR)
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
@@ -73,8 +76,10 @@ install:
 	    $(PYTHON) $$c > $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	  chmod 0755 $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	done
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@PYTHON@|$(PYTHON)|g' \
-	  units/overlay-boot@.service.in > $(DESTDIR)$(UNITDIR)/overlay-boot@.service
+	for u in overlay-boot@.service overlay-boot-bus.service; do \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@PYTHON@|$(PYTHON)|g' \
+	    units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|^#!.*python3.*|#!$(PYTHON) -I|' \
 	  generator/overlay-boot-generator > $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	chmod 0755 $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
@@ -91,11 +96,15 @@ install:
 	if ls dbus/*.conf >/dev/null 2>&1; then \
 	  install -d $(DESTDIR)$(DBUSPOLICYDIR) && install -m 0644 dbus/*.conf $(DESTDIR)$(DBUSPOLICYDIR)/; \
 	fi
+	install -d $(DESTDIR)$(DBUSSERVICEDIR)
+	sed -e 's|@PYTHON@|$(PYTHON)|g' dbus/org.overlayboot.OverlayBoot1.service.in \
+	  > $(DESTDIR)$(DBUSSERVICEDIR)/org.overlayboot.OverlayBoot1.service
 
 uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(SBINDIR)/overlay-$$c; done
-	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot@.service
+	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot@.service $(DESTDIR)$(UNITDIR)/overlay-boot-bus.service
+	rm -f $(DESTDIR)$(DBUSSERVICEDIR)/org.overlayboot.OverlayBoot1.service
 	rm -f $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	rm -f $(DESTDIR)$(MANDIR)/man5/overlay-boot.conf.5
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(MANDIR)/man8/overlay-$$c.8; done

@@ -1,6 +1,7 @@
 """overlay-stop: stop a running subhost.
 
-    overlay-stop NAME|CONF          stop it (through systemd when it runs as a unit)
+    overlay-stop NAME|CONF          stop it: through systemd when it runs as a unit, else
+                                    through the D-Bus control plane, else by a signal
     overlay-stop --cleanup NAME     remove what a crashed subhost left (the unit's ExecStopPost=)
 """
 
@@ -48,10 +49,11 @@ def _main(args: argparse.Namespace) -> int:
     if not state.is_locked(name) or record is None:
         remove_leftovers(name)
         raise SubhostError(f"subhost {name} is not running")
-    try:
-        os.kill(record.supervisor_pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    if not _stop_through_bus(name):
+        try:
+            os.kill(record.supervisor_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     if not state.wait_unlocked(name, args.timeout):
         log.warning(f"subhost {name} did not stop within {args.timeout:g}s: killing it")
         try:
@@ -64,15 +66,30 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _systemd_unit_active(name: str) -> str | None:
-    """The unit running NAME, when systemd runs it."""
+    """The unit running NAME, when systemd runs it (None too when systemd can't be asked)."""
     if not os.path.isdir("/run/systemd/system"):
         return None
     from ..naming import unit_name
     from ..systemd import unit_state
 
     unit = unit_name(name)
-    active = unit_state(unit)[0]
+    try:
+        active = unit_state(unit)[0]
+    except SubhostError as exc:  # no system bus: the subhost may still run, stop it directly
+        log.debug(f"cannot ask systemd about {unit}: {exc}")
+        return None
     return unit if active in ("active", "activating", "reloading") else None
+
+
+def _stop_through_bus(name: str) -> bool:
+    """The D-Bus control plane's Stop; False when it can't be asked."""
+    from ..bus import client
+
+    if client.stop(name):
+        log.debug(f"stopping subhost {name} through D-Bus")
+        return True
+    log.debug("D-Bus control plane unavailable: signalling the supervisor")
+    return False
 
 
 def remove_leftovers(name: str) -> None:

@@ -1,0 +1,92 @@
+"""Subhosts made inside the systemd test box, shared by the system tests.
+
+`install(box)` puts the project into the box (`make install`: Debian's /usr/bin/python3 with
+Debian's python3-pyroute2/-dbus-next/-pystemd); `Subhosts` makes bases and configs on the box's
+scratch directory (an overlay upper can't be on the box's own overlay root) and finds what a
+subhost left behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from .box import SystemdBox
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def install(box: SystemdBox) -> None:
+    box.run("make", "-s", "-C", str(REPO), "install", timeout=180)
+    box.run("systemctl", "daemon-reload")
+
+
+class Subhosts:
+    """Makes subhost bases and configs inside the box; tracks them to stop them at the end."""
+
+    def __init__(self, box: SystemdBox) -> None:
+        self.box = box
+        self.names: list[str] = []
+
+    def make(self, text: str = "START=none\n", *, name: str | None = None,
+             conf_dir: str = "/etc/overlay-boot", link: bool = True) -> tuple[str, str]:
+        name = name or "t" + secrets.token_hex(3)
+        base = self.box.scratch / name
+        for sub in ("live", "root", "work"):
+            (base / sub).mkdir(parents=True)
+        base.chmod(0o755)
+        conf = base / f"{name}.conf"
+        conf.write_text(f"BASE=.\n{text}")
+        conf.chmod(0o644)
+        path = str(conf)
+        if link:
+            self.box.run("mkdir", "-p", conf_dir)
+            self.box.run("ln", "-sf", str(conf), f"{conf_dir}/{name}.conf")
+            path = f"{conf_dir}/{name}.conf"
+        self.names.append(name)
+        return name, path
+
+    def script(self, name: str, word: str, record: Path) -> str:
+        """A START script that records its start/stop in RECORD and runs a daemon."""
+        path = self.box.scratch / f"{name}-{word}.sh"
+        path.write_text(
+            "#!/bin/sh\n"
+            f'echo "$1 {word}" >> {record}\n'
+            f'echo "{word} says $1"\n'
+            'if [ "$1" = start ]; then sleep 0.3; '
+            "setsid sleep 1000 </dev/null >/dev/null 2>&1 & fi\n"
+        )
+        path.chmod(0o755)
+        return str(path)
+
+    def unit(self, name: str) -> str:
+        return f"overlay-boot@{name}.service"
+
+    def state(self, name: str) -> str:
+        return self.box.run("systemctl", "is-active", self.unit(name), check=False).stdout.strip()
+
+    def leftovers(self, name: str) -> list[str]:
+        """What NAME left inside the box: netns, links, mounts, processes, runtime files."""
+        out = self.box.run(
+            "sh", "-c",
+            f"ls /run/netns/{name} /run/overlay-boot/{name}.json /run/overlay-boot/{name}.lock "
+            f"2>/dev/null; ls /sys/class/net | grep '^{name}' ; "
+            f"grep ' {self.box.scratch}/{name}/live' /proc/self/mountinfo; "
+            f"systemctl show -P ControlGroup {self.unit(name)}",
+            check=False,
+        ).stdout.split("\n")
+        cgroup = out[-2] if len(out) >= 2 else ""
+        found = [line for line in out[:-2] if line.strip()]
+        if cgroup:
+            procs = self.box.run("cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs", check=False)
+            if procs.returncode == 0 and procs.stdout.strip():
+                found.append(f"processes {procs.stdout.split()}")
+        return found
+
+    def stop_all(self) -> None:
+        """Stop every subhost made here; fail on anything one of them left."""
+        for name in self.names:
+            self.box.run("systemctl", "stop", self.unit(name), check=False)
+            self.box.run("systemctl", "reset-failed", self.unit(name), check=False)
+        for name in self.names:
+            assert self.leftovers(name) == []

@@ -1,0 +1,359 @@
+"""The D-Bus control plane (overlay-boot-bus), systemd-machined and the helpers, in a booted box.
+
+Everything goes through the box's real system bus: busctl, machinectl, and for the calls that
+pass file descriptors (which this busctl can't) a small dbus-next client run by Debian's
+/usr/bin/python3 inside the box.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .box import SystemdBox
+from .subhosts import Subhosts, install
+
+pytestmark = pytest.mark.system
+
+BUS = "org.overlayboot.OverlayBoot1"
+MANAGER = "/org/overlayboot/OverlayBoot1"
+MANAGER_IFACE = "org.overlayboot.OverlayBoot1.Manager"
+SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+# Run and OpenShell pass descriptors: called with dbus-next (python3-dbus-next in the box).
+CLIENT = r'''
+import asyncio, json, os, sys
+from dbus_next import BusType, Message, MessageType
+from dbus_next.aio import MessageBus
+
+async def main(path, member, argv):
+    bus = await MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True).connect()
+    def call(signature, body, fds=()):
+        return bus.call(Message(destination="org.overlayboot.OverlayBoot1", path=path,
+                                interface="org.overlayboot.OverlayBoot1.Subhost", member=member,
+                                signature=signature, body=body, unix_fds=list(fds)))
+    if member == "Run":
+        out_r, out_w = os.pipe()
+        reply = await call("asa{ss}hhh", [argv, {"GREETING": "hi"}, 0, 1, 1],
+                           [os.open("/dev/null", os.O_RDONLY), out_w])
+        os.close(out_w)
+        output = os.read(out_r, 65536).decode()
+        result = {"body": reply.body, "output": output}
+    else:
+        reply = await call("asa{ss}", [argv, {"TERM": "dumb"}])
+        result = {"body": reply.body}
+        if reply.message_type != MessageType.ERROR:
+            master = reply.unix_fds[reply.body[0]]
+            pid = reply.body[1]
+            result["cmdline"] = open(f"/proc/{pid}/cmdline").read().split("\0")[0]
+            result["ns"] = os.readlink(f"/proc/{pid}/ns/pid")
+            os.write(master, b"echo marker-$((6 * 7)) $(hostname); exit\n")
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            result["output"] = out.decode(errors="replace")
+    result["error"] = reply.error_name if reply.message_type == MessageType.ERROR else None
+    print(json.dumps(result))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
+'''
+
+
+@pytest.fixture(scope="module")
+def box(systemd_box: SystemdBox) -> Iterator[SystemdBox]:
+    install(systemd_box)
+    systemd_box.write_file("/usr/local/lib/overlay-boot-test/bus_client.py", CLIENT)
+    yield systemd_box
+
+
+@pytest.fixture
+def subhosts(box: SystemdBox) -> Iterator[Subhosts]:
+    made = Subhosts(box)
+    yield made
+    made.stop_all()
+
+
+def path_of(name: str) -> str:
+    return f"{MANAGER}/subhost/{name}"  # test names are letters and digits: no escaping
+
+
+def started(box: SystemdBox, subhosts: Subhosts, text: str = "START=none\n") -> str:
+    name, _ = subhosts.make(text)
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", subhosts.unit(name), timeout=60)
+    return name
+
+
+def prop(box: SystemdBox, name: str, prop: str) -> object:
+    out = box.run("busctl", "--json=short", "get-property", BUS, path_of(name), SUBHOST_IFACE,
+                  prop).stdout
+    return json.loads(out)["data"]
+
+
+def client(box: SystemdBox, name: str, member: str, *argv: str) -> dict:
+    out = box.run("/usr/bin/python3", "/usr/local/lib/overlay-boot-test/bus_client.py",
+                  path_of(name), member, *argv).stdout
+    return json.loads(out)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def recorder(box: SystemdBox, name: str) -> tuple[str, Callable[[], list[str]]]:
+    """A START script that appends start/stop to a file on the scratch directory (which the
+    subhost gets through SHARE); returns it and a reader of that file."""
+    record = box.scratch / f"{name}-record"
+    script = box.scratch / f"{name}-svc"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {record}\n')
+    script.chmod(0o755)
+    return str(script), lambda: record.read_text().split() if record.exists() else []
+
+
+# -- the object -----------------------------------------------------------------------------
+
+
+def test_introspect_shows_the_subhost_object(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    out = box.run("busctl", "introspect", BUS, path_of(name)).stdout
+    for member in ("Name", "State", "Leader", "RootDirectory", "ConfigPath", "Interfaces",
+                   "Services", "StartTime"):
+        assert any(line.startswith(f".{member} ") and " property " in line
+                   for line in out.splitlines()), (member, out)
+    for member, signature in (("Stop", "-"), ("Share", "ss"), ("Unshare", "s"),
+                              ("OpenShell", "asa{ss}"), ("Run", "asa{ss}hhh")):
+        assert any(line.split()[:3] == [f".{member}", "method", signature]
+                   for line in out.splitlines()), (member, out)
+    assert SUBHOST_IFACE in out
+    assert MANAGER_IFACE in box.run("busctl", "introspect", BUS, MANAGER).stdout
+
+
+def test_properties_are_the_subhost_s(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = "t" + secrets.token_hex(3)
+    script, _ = recorder(box, name)
+    name = started(box, subhosts, f"START={script}\nCABLES= =\nSHARE={box.scratch}\n")
+    record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+    assert prop(box, name, "Name") == name
+    assert prop(box, name, "State") == "running"
+    leader = prop(box, name, "Leader")
+    assert leader == record["leader_pid"]
+    # the leader is PID 1 of its own PID namespace
+    status = box.run("cat", f"/proc/{leader}/status").stdout
+    assert [line.split()[-1] for line in status.splitlines() if line.startswith("NSpid")] == ["1"]
+    assert prop(box, name, "RootDirectory") == str(box.scratch / name / "live")
+    assert prop(box, name, "ConfigPath") == f"/etc/overlay-boot/{name}.conf"
+    assert prop(box, name, "Interfaces") == [["eth0", f"{name}0"]]
+    assert prop(box, name, "Services") == [[script, "started"]]
+    start_time = prop(box, name, "StartTime")
+    assert abs(start_time / 1e6 - record["started"]) < 0.001
+    assert abs(start_time / 1e6 - time.time()) < 120
+
+
+def test_manager_lists_and_finds_subhosts(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    out = box.run("busctl", "--json=short", "call", BUS, MANAGER, MANAGER_IFACE,
+                  "ListSubhosts").stdout
+    assert [name, "running", path_of(name)] in json.loads(out)["data"][0]
+    out = box.run("busctl", "--json=short", "call", BUS, MANAGER, MANAGER_IFACE, "GetSubhost",
+                  "s", name).stdout
+    assert json.loads(out)["data"] == [path_of(name)]
+    missing = box.run("busctl", "call", BUS, MANAGER, MANAGER_IFACE, "GetSubhost", "s",
+                      "tnosuch", check=False)
+    assert missing.returncode != 0 and "not running" in missing.stderr
+
+
+# -- who may call ---------------------------------------------------------------------------
+
+
+def test_non_root_may_read_but_not_call(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    read = box.run(*NOBODY, "busctl", "get-property", BUS, path_of(name), SUBHOST_IFACE, "Name")
+    assert name in read.stdout
+    for call in (("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Stop"),
+                 ("busctl", "call", BUS, MANAGER, MANAGER_IFACE, "ListSubhosts")):
+        refused = box.run(*NOBODY, *call, check=False)
+        assert refused.returncode != 0
+        assert "Access denied" in refused.stderr, refused.stderr
+    assert subhosts.state(name) == "active"
+
+
+def test_the_service_checks_the_caller_itself(box: SystemdBox, subhosts: Subhosts) -> None:
+    """With a policy that lets everyone call (an admin's mistake), the service still refuses."""
+    name = started(box, subhosts)
+    lax = "/etc/dbus-1/system.d/zz-overlay-boot-test-lax.conf"
+    reload = ("busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+              "org.freedesktop.DBus", "ReloadConfig")
+    box.write_file(lax, f'<busconfig><policy context="default">'
+                        f'<allow send_destination="{BUS}"/></policy></busconfig>\n')
+    try:
+        box.run(*reload)
+        # dbus-send, not busctl: busctl shows any AccessDenied as just "Access denied"
+        refused = box.run(*NOBODY, "dbus-send", "--system", "--print-reply", f"--dest={BUS}",
+                          path_of(name), f"{SUBHOST_IFACE}.Stop", check=False)
+        assert refused.returncode != 0
+        assert "AccessDenied" in refused.stderr, refused.stderr
+        assert "only root may call Stop (caller uid 65534)" in refused.stderr, refused.stderr
+    finally:
+        box.run("rm", "-f", lax)
+        box.run(*reload)
+    assert subhosts.state(name) == "active"
+
+
+# -- the methods ----------------------------------------------------------------------------
+
+
+def test_run_passes_descriptors_and_returns_the_status(box: SystemdBox,
+                                                       subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    result = client(box, name, "Run", "sh", "-c", 'echo "$GREETING from $(hostname)"; exit 3')
+    assert result["error"] is None, result
+    assert result["body"] == [3]
+    assert result["output"] == f"hi from {name}\n"
+    missing = client(box, name, "Run", "tnosuchcommand")
+    assert missing["error"] == "org.overlayboot.OverlayBoot1.Error.Failed"
+
+
+def test_open_shell_gives_a_terminal_inside(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    leader = prop(box, name, "Leader")
+    result = client(box, name, "OpenShell")
+    assert result["error"] is None, result
+    assert result["cmdline"].startswith("-")  # a login shell
+    assert result["ns"] == box.run("readlink", f"/proc/{leader}/ns/pid").stdout.strip()
+    assert f"marker-42 {name}" in result["output"]
+
+
+def test_stop_stops_the_unit(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts, "START=none\nCABLES= =\n")
+    box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Stop")
+    eventually(lambda: subhosts.state(name) == "inactive")
+    assert subhosts.leftovers(name) == []
+    gone = box.run("busctl", "get-property", BUS, path_of(name), SUBHOST_IFACE, "Name",
+                   check=False)
+    assert gone.returncode != 0
+
+
+def test_overlay_stop_goes_through_d_bus_without_a_unit(box: SystemdBox,
+                                                        subhosts: Subhosts) -> None:
+    name, path = subhosts.make()
+    box.run("overlay-boot", "--no-systemd", path)
+    assert subhosts.state(name) != "active"
+    assert prop(box, name, "State") == "running"
+    stopped = box.run("overlay-stop", name, env={"OVERLAY_BOOT_DEBUG": "1"})
+    assert "through D-Bus" in stopped.stderr, stopped.stderr
+    assert box.run("ls", f"/run/overlay-boot/{name}.json", check=False).returncode != 0
+    assert subhosts.leftovers(name) == []
+
+
+def test_helpers_refuse_a_subhost_that_is_not_running(box: SystemdBox) -> None:
+    name = "t" + secrets.token_hex(3)
+    commands = [("overlay-stop", name), ("overlay-go", name), ("overlay-go", name, "--", "true")]
+    if box.run("sh", "-c", "command -v overlay-share", check=False).returncode == 0:
+        commands.append(("overlay-share", "/tmp", name))
+    for command in commands:
+        result = box.run(*command, check=False)
+        assert result.returncode != 0, command
+        assert f"{name} is not running" in result.stderr, (command, result.stderr)
+    result = box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Stop", check=False)
+    assert result.returncode != 0 and "no running subhost" in result.stderr
+
+
+def test_the_service_exits_when_idle(box: SystemdBox, subhosts: Subhosts) -> None:
+    dropin = "/run/systemd/system/overlay-boot-bus.service.d/idle.conf"
+    box.write_file(dropin, "[Service]\nEnvironment=OVERLAY_BOOT_BUS_IDLE=1\n")
+    try:
+        box.run("systemctl", "daemon-reload")
+        box.run("systemctl", "stop", "overlay-boot-bus.service")
+        box.run("busctl", "call", BUS, MANAGER, MANAGER_IFACE, "ListSubhosts")  # activates it
+        assert box.run("systemctl", "is-active", "overlay-boot-bus.service").stdout.strip() \
+            == "active"
+        eventually(lambda: box.run("systemctl", "is-active", "overlay-boot-bus.service",
+                                   check=False).stdout.strip() == "inactive", timeout=10)
+        result = box.run("systemctl", "show", "-P", "Result", "overlay-boot-bus.service")
+        assert result.stdout.strip() == "success"
+        # and the next call activates it again
+        box.run("busctl", "call", BUS, MANAGER, MANAGER_IFACE, "ListSubhosts")
+    finally:
+        box.run("rm", "-rf", dropin.rsplit("/", 1)[0])
+        box.run("systemctl", "daemon-reload")
+
+
+# -- systemd-machined -----------------------------------------------------------------------
+
+
+def machines(box: SystemdBox) -> list[str]:
+    out = box.run("machinectl", "list", "--no-legend", "--no-pager").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def test_machinectl_list_status_terminate(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts, "START=none\nCABLES= =\n")
+    eventually(lambda: name in machines(box))
+    box.run("overlay-go", name, "--", "sh", "-ec",
+            "ip link set eth0 up; ip addr add 10.77.1.2/24 dev eth0")
+    listed = box.run("machinectl", "list", "--no-pager").stdout
+    line = next(line for line in listed.splitlines() if line.startswith(name))
+    assert line.split()[1:3] == ["container", "overlay-boot"]
+    assert "10.77.1.2" in line
+    status = box.run("machinectl", "status", "--no-pager", name).stdout
+    leader = prop(box, name, "Leader")
+    assert f"Leader: {leader}" in status
+    assert f"Root: {box.scratch / name / 'live'}" in status
+    assert f"Iface: {name}0" in status
+    assert "10.77.1.2" in status
+    assert f"Unit: {subhosts.unit(name)}" in status
+    box.run("machinectl", "terminate", name)
+    eventually(lambda: subhosts.state(name) == "inactive")
+    assert name not in machines(box)
+    assert subhosts.leftovers(name) == []
+    result = box.run("systemctl", "show", "-P", "Result", subhosts.unit(name)).stdout.strip()
+    assert result == "success"
+
+
+def test_machinectl_reboot_and_poweroff(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = "t" + secrets.token_hex(3)
+    script, record = recorder(box, name)
+    name = started(box, subhosts, f"START={script}\nSHARE={box.scratch}\n")
+    unit = subhosts.unit(name)
+    eventually(lambda: name in machines(box))
+    main_pid = box.run("systemctl", "show", "-P", "MainPID", unit).stdout.strip()
+    leader = prop(box, name, "Leader")
+    box.run("machinectl", "reboot", name)  # SIGINT to PID 1: services stopped and started
+    eventually(lambda: record() == ["start", "stop", "start"])
+    eventually(lambda: prop(box, name, "State") == "running")
+    assert subhosts.state(name) == "active"
+    assert box.run("systemctl", "show", "-P", "MainPID", unit).stdout.strip() == main_pid
+    assert prop(box, name, "Leader") == leader
+    assert name in machines(box)
+    box.run("machinectl", "poweroff", name)  # SIGRTMIN+4: an orderly stop, the unit ends
+    eventually(lambda: subhosts.state(name) == "inactive")
+    assert record() == ["start", "stop", "start", "stop"]
+    assert name not in machines(box)
+    assert subhosts.leftovers(name) == []
+
+
+def test_a_subhost_not_run_by_systemd_is_not_registered(box: SystemdBox,
+                                                        subhosts: Subhosts) -> None:
+    """machined would take over the caller's unit: only our own unit registers."""
+    name, path = subhosts.make()
+    box.run("overlay-boot", "--no-systemd", path)
+    try:
+        assert prop(box, name, "State") == "running"
+        time.sleep(0.3)
+        assert name not in machines(box)
+    finally:
+        box.run("overlay-stop", name)
