@@ -328,7 +328,13 @@ class Service:
         return "", [], []
 
     async def unshare(self, target: Subhost, subhost_directory: str) -> Reply:
-        await self.share_command(["--remove", target.record.name, subhost_directory])
+        if not subhost_directory.startswith("/"):
+            raise DBusError("org.freedesktop.DBus.Error.InvalidArgs",
+                            f"not an absolute path: {subhost_directory!r}")
+        # overlay-share --remove checks that the mount is a share of HOSTDIR when HOSTDIR
+        # exists; one that can't exist (under a file) detaches whatever share is there.
+        await self.share_command(["--remove", "/dev/null/any", target.record.name,
+                                  subhost_directory])
         return "", [], []
 
     async def share_command(self, args: list[str]) -> None:

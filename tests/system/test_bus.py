@@ -357,3 +357,23 @@ def test_a_subhost_not_run_by_systemd_is_not_registered(box: SystemdBox,
         assert name not in machines(box)
     finally:
         box.run("overlay-stop", name)
+
+
+def test_share_and_unshare(box: SystemdBox, subhosts: Subhosts) -> None:
+    name = started(box, subhosts)
+    hostdir = box.scratch / f"{name}-shared"
+    hostdir.mkdir()
+    (hostdir / "file").write_text("from the host\n")
+    box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Share", "ss", str(hostdir),
+            "/mnt/from-host")
+    inside = box.run("overlay-go", name, "--", "cat", "/mnt/from-host/file").stdout
+    assert inside == "from the host\n"
+    again = box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Share", "ss",
+                    str(hostdir), "/mnt/from-host", check=False)
+    assert again.returncode != 0 and "already" in again.stderr, again.stderr
+    box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Unshare", "s", "/mnt/from-host")
+    gone = box.run("overlay-go", name, "--", "cat", "/mnt/from-host/file", check=False)
+    assert gone.returncode != 0
+    missing = box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Share", "ss",
+                      "/nonexistent", "", check=False)
+    assert missing.returncode != 0 and "not a directory" in missing.stderr, missing.stderr
