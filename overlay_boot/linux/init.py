@@ -328,6 +328,8 @@ class _Init:
             return
         self.status("STATUS stopping remaining processes")
         log.info("sending SIGTERM to the remaining processes")
+        if self.control is not None:
+            self.control.hang_up()  # interactive shells ignore SIGTERM
         _kill_all(signal.SIGTERM)
         _kill_all(signal.SIGCONT)
         if self.settle(self.settings.grace):
@@ -505,6 +507,14 @@ class _Control:
                     break
                 except ProcessLookupError:
                     continue
+
+    def hang_up(self) -> None:
+        """SIGHUP to the process group of everything started here, as a terminal hangup."""
+        for pid in self.clients:
+            try:
+                os.kill(-pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
 
     def exited(self, pid: int, status: int) -> None:
         if pid not in self.clients:

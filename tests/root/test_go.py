@@ -237,16 +237,21 @@ def _children(parent: int, comm: str) -> list[int]:
 
 
 def test_go_is_fast(sub: Subhost) -> None:
+    """`overlay-go NAME -- true` within 150 ms (SPEC §7). Measured as the CPU time of the
+    overlay-go process, Python's start included: unlike wall time it does not depend on what
+    else loads the machine, and it is what grows when an import creeps onto this path."""
     env = _env()
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # a fair measure: installed code is compiled
     argv = ["/usr/bin/python3", "-m", "overlay_boot.cli.go", sub.name, "--", "true"]
     subprocess.run(argv, env=env, cwd=str(REPO), check=True)
-    times = []
+    cpu = []
     for _ in range(5):
-        started = time.monotonic()
-        subprocess.run(argv, env=env, cwd=str(REPO), check=True)
-        times.append(time.monotonic() - started)
-    assert min(times) < 0.150, times  # the best of five: other tests may load the machine
+        proc = subprocess.Popen(argv, env=env, cwd=str(REPO))
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        assert proc.returncode == 0
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    assert min(cpu) < 0.150, cpu
 
 
 # --- refusals ------------------------------------------------------------------------------
@@ -299,7 +304,12 @@ def test_list(sub: Subhost) -> None:
     assert line.split()[1:3] == ["running", str(sub.leader)]
 
 
-def test_stop_ends_the_commands_it_started(own_subhost: Subhost) -> None:
+def test_stop_ends_the_commands_it_started(
+    own_subhost: Subhost, terminals: list[Terminal]
+) -> None:
+    term = Terminal([own_subhost.name])  # an interactive shell ignores SIGTERM
+    terminals.append(term)
+    term.run("true")
     proc = subprocess.Popen([*command("go"), own_subhost.name, "--", "sleep", "300"],
                             env=_env(), cwd=str(REPO))
     try:
@@ -307,8 +317,13 @@ def test_stop_ends_the_commands_it_started(own_subhost: Subhost) -> None:
         while not _children(own_subhost.leader, "sleep"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        started = time.monotonic()
         assert run_command("stop", own_subhost.name).returncode == 0
-        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        # PID 1 hangs them up (SIGHUP) with the TERM: no waiting for the grace period.
+        assert time.monotonic() - started < 3
+        assert proc.wait(timeout=10) == 128 + signal.SIGHUP
+        assert term.wait() == 128 + signal.SIGHUP
+        assert termios.tcgetattr(term.slave) == term.settings
     finally:
         if proc.poll() is None:
             proc.kill()
