@@ -328,3 +328,29 @@ def test_stop_ends_the_commands_it_started(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_control_socket_enters_directly(own_subhost: Subhost, tmp_path: Path) -> None:
+    """A subhost started by an older version has no control socket: namespaces are entered."""
+    ctl = Path(f"/run/overlay-boot/{own_subhost.name}.ctl")
+    saved = tmp_path / "ctl"
+    ctl.rename(saved)
+    try:
+        result = run_command("go", own_subhost.name, "--", "hostname")
+    finally:
+        saved.rename(ctl)
+    assert (result.returncode, result.stdout) == (0, own_subhost.name + "\n"), result.stderr
+    assert "entering its namespaces directly" in result.stderr
+
+
+def test_cleanup_removes_a_stale_control_socket() -> None:
+    name = "t" + secrets.token_hex(3)
+    ctl = Path(f"/run/overlay-boot/{name}.ctl")
+    ctl.parent.mkdir(parents=True, exist_ok=True)
+    ctl.touch()
+    try:
+        result = run_command("stop", "--cleanup", name)
+        assert result.returncode == 0, result.stderr
+        assert not ctl.exists()
+    finally:
+        ctl.unlink(missing_ok=True)
