@@ -1,0 +1,480 @@
+"""The benchmark's measuring side: runs *inside* the booted systemd box, under Debian's
+/usr/bin/python3, standard library only. Each subcommand prints one JSON object of raw samples
+(seconds, bytes) on stdout; the orchestrator (``python -m bench``) turns them into statistics.
+
+Kinds of subhost measured the same way:
+
+* ``ours``        overlay-boot@NAME.service: ``systemctl start`` (returns at READY=1) and
+                  ``systemctl stop`` (returns after ExecStopPost=);
+* ``ours-cli``    ``overlay-boot --no-systemd CONF`` (returns once PID 1 reported ready) and
+                  ``overlay-stop CONF`` (returns once the supervisor released its lock);
+* ``nspawn``      nsbench@NAME.service, ``systemd-nspawn`` on an overlay of ``/`` with a veth,
+                  Type=notify (nspawn sends READY=1 once its container's init runs);
+* ``nspawn-cli``  the same systemd-nspawn run directly, ready at its READY=1 on our own notify
+                  socket, stopped with SIGTERM;
+* ``old``         Debian's overlay-boot 1.6.4 scripts (/usr/sbin/overlay-boot CONF returns at
+                  once and works in the background): ready when its ``/.reaper NAME`` runs;
+                  stopped by /usr/sbin/overlay-stop CONF, cleaned when its background shell,
+                  netns and host cable end are gone.
+
+Every stop is followed by a check that the subhost left nothing (netns, host link, mounts under
+its base, runtime files, processes); the stop time runs until that check passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SBIN = "/usr/local/sbin"
+OLD_SBIN = "/usr/sbin"
+GENERATOR = "/usr/local/lib/systemd/system-generators/overlay-boot-generator"
+NSPAWN_TEMPLATE = "nsbench@.service"
+BUS_UNIT = "overlay-boot-bus.service"
+CLEAN_TIMEOUT = 10.0
+POLL = 0.001
+
+now = time.monotonic
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+def run(*argv: str, env: dict[str, str] | None = None, input: str | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(argv, capture_output=True, text=True, input=input,
+                       env={**os.environ, **(env or {})})
+    if check and r.returncode != 0:
+        units = [a for a in argv if a.endswith(".service")]
+        journal = subprocess.run(
+            ["journalctl", "--no-pager", "-o", "short-monotonic", "-n", "40",
+             *(f"--unit={u}" for u in units[:3])],
+            capture_output=True, text=True).stdout if units else ""
+        raise RuntimeError(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.strip()}\n"
+                           f"{journal}")
+    return r
+
+
+def read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def cmdline(pid: int | str) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for pid in pids():
+        stat = read(f"/proc/{pid}/stat")
+        if stat:
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            kids.setdefault(ppid, []).append(pid)
+    return kids
+
+
+def descendants(root: int) -> list[int]:
+    kids = children_map()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, ()))
+    return out
+
+
+def mounts_under(prefix: str) -> list[str]:
+    prefix = prefix.rstrip("/")
+    points = (line.split()[4] for line in read("/proc/self/mountinfo").splitlines())
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+def unit_cgroup(unit: str) -> str:
+    """Where systemd puts template instance UNIT (prefix@instance.service) in the box."""
+    if "@" not in unit:
+        return f"/sys/fs/cgroup/system.slice/{unit}"
+    prefix = unit.split("@")[0].replace("-", "\\x2d")
+    return f"/sys/fs/cgroup/system.slice/system-{prefix}.slice/{unit}"
+
+
+def unit_procs(unit: str) -> list[int]:
+    """Processes in UNIT's cgroup (read directly: no systemctl call in the polling loops)."""
+    found: list[int] = []
+    for d, _, _ in os.walk(unit_cgroup(unit)):
+        found += [int(p) for p in read(f"{d}/cgroup.procs").split()]
+    return found
+
+
+def pss(pid: int) -> int:
+    """Proportional set size of PID in bytes (0 if gone)."""
+    for line in read(f"/proc/{pid}/smaps_rollup").splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_until(predicate, timeout: float = CLEAN_TIMEOUT) -> bool:
+    deadline = now() + timeout
+    while True:
+        if predicate():
+            return True
+        if now() > deadline:
+            return False
+        time.sleep(POLL)
+
+
+# -- the kinds of subhost ---------------------------------------------------------------------
+
+class Kind:
+    """One way of running a subhost NAME whose base is BASE (config BASE/NAME.conf)."""
+
+    def __init__(self, name: str, base: str) -> None:
+        self.name = name
+        self.base = base
+        self.conf = f"{base}/{name}.conf"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def procs(self) -> list[int]:
+        raise NotImplementedError
+
+    def links(self) -> list[str]:
+        return [f"{self.name}0"]
+
+    def leftovers(self) -> list[str]:
+        found = [f"link {ln}" for ln in self.links() if os.path.exists(f"/sys/class/net/{ln}")]
+        found += [f"mount {m}" for m in mounts_under(self.base)]
+        found += [f"process {p} {' '.join(cmdline(p))}" for p in self.procs()]
+        return found
+
+
+class Ours(Kind):
+    unit_prefix = "overlay-boot@"
+
+    @property
+    def unit(self) -> str:
+        return f"{self.unit_prefix}{self.name}.service"
+
+    def start(self) -> None:
+        run("systemctl", "start", self.unit)
+
+    def stop(self) -> None:
+        run("systemctl", "stop", self.unit)
+
+    def procs(self) -> list[int]:
+        return unit_procs(self.unit)
+
+    def leftovers(self) -> list[str]:
+        found = super().leftovers()
+        found += [f"file {p}" for p in (f"/run/netns/{self.name}",
+                                        f"/run/overlay-boot/{self.name}.json",
+                                        f"/run/overlay-boot/{self.name}.lock",
+                                        f"/run/overlay-boot/{self.name}.ctl")
+                  if os.path.exists(p)]
+        return found
+
+    def leader(self) -> int:
+        return json.loads(read(f"/run/overlay-boot/{self.name}.json"))["leader_pid"]
+
+
+class OursCli(Ours):
+    env = {"OVERLAY_BOOT_NO_SYSTEMD": "1"}
+
+    def start(self) -> None:
+        run(f"{SBIN}/overlay-boot", "--no-systemd", self.conf, env=self.env)
+
+    def stop(self) -> None:
+        run(f"{SBIN}/overlay-stop", self.conf, env=self.env)
+
+    def procs(self) -> list[int]:
+        record = read(f"/run/overlay-boot/{self.name}.json")
+        if not record:
+            return [p for p in pids() if self.conf in cmdline(p)]
+        return descendants(json.loads(record)["supervisor_pid"])
+
+
+class Nspawn(Ours):
+    unit_prefix = "nsbench@"
+
+    def links(self) -> list[str]:
+        return [f"ve-{self.name}"]
+
+    def leftovers(self) -> list[str]:
+        return Kind.leftovers(self)
+
+
+def nspawn_argv(name: str, base: str, *, unit: bool) -> list[str]:
+    """The container: an overlay of / (upper BASE/upper), a veth, `sleep infinity` as PID 2.
+
+    In a unit, ``--keep-unit`` keeps the container in the unit's cgroup (as
+    systemd-nspawn@.service does); from the command line nspawn makes a scope of its own.
+    BASE/root is an empty directory with an empty usr/ (nspawn refuses a root without one);
+    the overlay mounted on the container's / hides it.
+    """
+    return ["/usr/bin/systemd-nspawn", "--quiet", f"--directory={base}/root",
+            f"--overlay=/:{base}/upper:/", "--network-veth", f"--machine={name}",
+            "--register=no", "--link-journal=no", *(["--keep-unit"] if unit else []),
+            "--as-pid2", "/bin/sleep", "infinity"]
+
+
+class NspawnCli(Kind):
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        path = f"/run/nsbench-{self.name}.notify"
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock.bind(path)
+        try:
+            self.proc = subprocess.Popen(nspawn_argv(self.name, self.base, unit=False),
+                                         env={**os.environ, "NOTIFY_SOCKET": path},
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            sock.settimeout(10)
+            while b"READY=1" not in sock.recv(4096).split(b"\n"):
+                pass
+        finally:
+            sock.close()
+            os.unlink(path)
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.proc = None
+
+    def procs(self) -> list[int]:
+        return descendants(self.proc.pid) if self.proc else []
+
+    def links(self) -> list[str]:
+        return [f"ve-{self.name}"]
+
+
+class Old(Kind):
+    """1.6.4: /usr/sbin/overlay-boot forks a background shell (`unshare -m` of itself) whose
+    descendants end in `/.reaper NAME`, the subhost's PID 1."""
+
+    def _shell(self) -> int | None:
+        for pid in pids():
+            argv = cmdline(pid)
+            if len(argv) >= 3 and argv[1] == f"{OLD_SBIN}/overlay-boot" and argv[2] == self.conf:
+                return pid
+        return None
+
+    def _reaper(self) -> int | None:
+        want = ["/.reaper", self.name]
+        for pid in pids():
+            if cmdline(pid) == want:
+                return pid
+        return None
+
+    def start(self) -> None:
+        run(f"{OLD_SBIN}/overlay-boot", self.conf)
+        if not wait_until(lambda: self._reaper() is not None, 30):
+            raise RuntimeError(f"1.6.4's reaper of {self.name} did not start: "
+                               f"{read(f'/tmp/oly-{self.name}.log')[-2000:]}")
+
+    def stop(self) -> None:
+        run(f"{OLD_SBIN}/overlay-stop", self.conf)
+
+    def procs(self) -> list[int]:
+        shell = self._shell()
+        return descendants(shell) if shell else []
+
+    def leftovers(self) -> list[str]:
+        found = super().leftovers()
+        if os.path.exists(f"/run/netns/{self.name}"):
+            found.append(f"file /run/netns/{self.name}")
+        return found
+
+    def tidy(self) -> None:
+        """1.6.4 leaves its cgroup (setup_cgroup2_accounting) behind: not counted, removed."""
+        try:
+            os.rmdir(f"/sys/fs/cgroup/{self.name}")
+        except OSError:
+            pass
+
+
+KINDS = {"ours": Ours, "ours-cli": OursCli, "nspawn": Nspawn, "nspawn-cli": NspawnCli,
+         "old": Old}
+
+
+def stop_and_clean(k: Kind) -> tuple[float, float, list[str]]:
+    """Stop K; (seconds until the stop command returned, until nothing was left, leftovers)."""
+    t0 = now()
+    k.stop()
+    t1 = now()
+    clean = wait_until(lambda: not k.leftovers())
+    t2 = now()
+    if isinstance(k, Old):
+        k.tidy()
+    return t1 - t0, t2 - t0, [] if clean else k.leftovers()
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+def cmd_startstop(kind: str, name: str, base: str, reps: int, warmup: int = 1) -> dict:
+    k = KINDS[kind](name, base)
+    out: dict = {"start": [], "stop": [], "stop_return": [], "leaks": []}
+    for i in range(warmup + reps):
+        t0 = now()
+        k.start()
+        t1 = now()
+        returned, cleaned, left = stop_and_clean(k)
+        if i >= warmup:
+            out["start"].append(t1 - t0)
+            out["stop"].append(cleaned)
+            out["stop_return"].append(returned)
+        out["leaks"] += left
+    return out
+
+
+def cmd_go(kind: str, name: str, base: str, reps: int) -> dict:
+    k = KINDS[kind](name, base)
+    k.start()
+    out: dict = {"go": [], "leaks": []}
+    try:
+        for i in range(reps + 1):
+            t0 = now()
+            if kind == "old":  # its overlay-go runs bash; bash reads `true` from stdin
+                r = run(f"{OLD_SBIN}/overlay-go", name, input="true\n")
+            else:
+                r = run(f"{SBIN}/overlay-go", name, "--", "true")
+            t1 = now()
+            if r.returncode == 0 and i > 0:
+                out["go"].append(t1 - t0)
+    finally:
+        out["leaks"] += stop_and_clean(k)[2]
+    return out
+
+
+def cmd_generator(directory: str, counts: list[int], reps: int) -> dict:
+    """The generator as systemd runs it (a fresh process), on N configs in a directory."""
+    out: dict = {}
+    for n in counts:
+        confs = Path(directory) / f"n{n}"
+        confs.mkdir(parents=True, exist_ok=True)
+        confs.chmod(0o755)
+        for i in range(n):
+            conf = confs / f"g{i:04d}.conf"
+            conf.write_text(f"BASE=/srv/g{i:04d}\nSTART=none\nCABLES= =\nRAM_SIZE=20M\n")
+            conf.chmod(0o644)
+        env = {"OVERLAY_BOOT_CONFIG_DIR": str(confs),
+               "OVERLAY_BOOT_SUBHOSTS_CONF": "/nonexistent/subhosts.conf"}
+        times = []
+        for i in range(reps + 1):
+            dest = Path(directory) / f"out{n}-{i}"
+            t0 = now()
+            run(GENERATOR, str(dest), str(dest), str(dest), env=env)
+            t1 = now()
+            made = len(list(dest.glob("overlay-boot@*.service.d")))
+            if made != n:
+                raise RuntimeError(f"the generator wrote {made} drop-ins for {n} configs")
+            if i > 0:
+                times.append(t1 - t0)
+        out[str(n)] = times
+    return out
+
+
+def cmd_memory(kind: str, names: list[str], bases: list[str]) -> dict:
+    """Start all, then PSS of each subhost's long-running processes, then stop all."""
+    ks = [KINDS[kind](n, b) for n, b in zip(names, bases, strict=True)]
+    out: dict = {"pss": [], "procs": [], "leaks": []}
+    started: list[Kind] = []
+    try:
+        if kind in ("ours", "nspawn"):
+            run("systemctl", "start", *(k.unit for k in ks))  # type: ignore[attr-defined]
+            started = list(ks)
+        else:
+            for k in ks:
+                k.start()
+                started.append(k)
+        time.sleep(1.0)  # let short-lived helpers (cable builder, machined registration) end
+        own_pidns = os.readlink("/proc/self/ns/pid")
+        for k in ks:
+            total, detail = 0, []
+            for pid in k.procs():
+                size = pss(pid)
+                total += size
+                try:
+                    inner = os.readlink(f"/proc/{pid}/ns/pid") != own_pidns
+                except OSError:
+                    inner = False
+                detail.append({"pid": pid, "pss": size, "subhost_pidns": inner,
+                               "cmd": " ".join(cmdline(pid))[:80]})
+            out["pss"].append(total)
+            out["procs"].append(detail)
+        if kind == "ours":  # the D-Bus service shared by all subhosts, when it runs
+            out["bus_pss"] = [sum(pss(p) for p in unit_procs(BUS_UNIT))]
+    finally:
+        if kind in ("ours", "nspawn") and started:
+            run("systemctl", "stop", *(k.unit for k in started), check=False)  # type: ignore
+        for k in started:
+            out["leaks"] += stop_and_clean(k)[2] if kind not in ("ours", "nspawn") else []
+        for k in started:
+            if kind in ("ours", "nspawn") and not wait_until(lambda k=k: not k.leftovers()):
+                out["leaks"] += k.leftovers()
+    return out
+
+
+def cmd_concurrent(kind: str, names: list[str], bases: list[str], reps: int) -> dict:
+    """`systemctl start` of all units at once: time until it returned (all active), then
+    `systemctl stop` of all: time until it returned and nothing was left."""
+    ks = [KINDS[kind](n, b) for n, b in zip(names, bases, strict=True)]
+    units = [k.unit for k in ks]  # type: ignore[attr-defined]
+    out: dict = {"start": [], "stop": [], "leaks": [], "not_active": []}
+    try:
+        for i in range(reps + 1):
+            t0 = now()
+            run("systemctl", "start", *units)
+            t1 = now()
+            states = run("systemctl", "is-active", *units, check=False).stdout.split()
+            out["not_active"] += [u for u, s in zip(units, states, strict=False) if s != "active"]
+            t2 = now()
+            run("systemctl", "stop", *units)
+            clean = wait_until(lambda: not any(k.leftovers() for k in ks))
+            t3 = now()
+            if not clean:
+                out["leaks"] += [x for k in ks for x in k.leftovers()]
+            if i > 0:
+                out["start"].append(t1 - t0)
+                out["stop"].append(t3 - t2)
+    except BaseException:
+        run("systemctl", "stop", *units, check=False)
+        raise
+    return out
+
+
+def main(argv: list[str]) -> int:
+    command, args = argv[1], json.loads(argv[2])
+    func = globals()[f"cmd_{command}"]
+    result = func(**args)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
