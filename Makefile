@@ -3,6 +3,7 @@
 #   make check     set up everything and run all tests (as root)
 #   make install   install into $(DESTDIR)$(PREFIX) for Debian's /usr/bin/python3
 #   make deb       build the Debian package into $(DEBDIR) (dpkg-buildpackage -us -uc -b)
+#   make soak      the long load run: 50 subhosts x 10 start/stop cycles through systemd
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -35,7 +36,7 @@ VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 COMMANDS := boot stop go diskfile share
 
-.PHONY: all setup lint check test-unit test-root test-system install uninstall deb demo bench clean
+.PHONY: all setup lint check test-unit test-root test-system soak install uninstall deb demo bench clean
 
 all:
 	@echo "targets: demo, check, install, uninstall, deb, bench"
@@ -58,6 +59,11 @@ test-root: setup
 
 test-system: setup
 	$(PYTEST) -q tests/system
+
+# `make check` runs tests/soak short (10 x 3); this is the long run (tests/reliability_report.py
+# --soak runs it with the rest of the reliability suite and writes docs/RELIABILITY.md).
+soak: setup
+	OVERLAY_BOOT_NO_SKIP=1 OVERLAY_BOOT_SOAK=50x10 $(PYTEST) -q -rfEs tests/soak
 
 # Besides the package, commands, unit and generator: the manual pages (docs/man), an inactive
 # example config, 1.6.4's boot list /etc/subhosts.conf (read by the generator; an existing
