@@ -99,8 +99,14 @@ install:
 	if [ -d completions/bash ]; then \
 	  install -d $(DESTDIR)$(BASHCOMPDIR) && cp -P completions/bash/* $(DESTDIR)$(BASHCOMPDIR)/; \
 	fi
+	# The policy through a rename: the running bus daemon reloads as soon as a file there is
+	# closed, and install(1) makes it readable only after that (the daemon would skip it).
 	if ls dbus/*.conf >/dev/null 2>&1; then \
-	  install -d $(DESTDIR)$(DBUSPOLICYDIR) && install -m 0644 dbus/*.conf $(DESTDIR)$(DBUSPOLICYDIR)/; \
+	  install -d $(DESTDIR)$(DBUSPOLICYDIR) || exit 1; \
+	  for f in dbus/*.conf; do \
+	    install -m 0644 $$f $(DESTDIR)$(DBUSPOLICYDIR)/.$${f##*/}.new && \
+	    mv -f $(DESTDIR)$(DBUSPOLICYDIR)/.$${f##*/}.new $(DESTDIR)$(DBUSPOLICYDIR)/$${f##*/} || exit 1; \
+	  done; \
 	fi
 	install -d $(DESTDIR)$(DBUSSERVICEDIR)
 	sed -e 's|@PYTHON@|$(PYTHON)|g' dbus/org.overlayboot.OverlayBoot1.service.in \
