@@ -1,16 +1,20 @@
 """Virtual cables (veth pairs, VLANs, bridge ports): the only user of pyroute2.
 
-pyroute2 is imported lazily and, in the supervisor, only inside a short-lived forked child
-(``build_cables_in_child``), so the long-lived processes never hold it. Works with Debian's
-pyroute2 0.7.2 and PyPI 0.9.x: only plain ``IPRoute()`` calls in the current network namespace
-are used; work inside the subhost's netns is done from a thread that ``setns()``-ed into it.
+pyroute2 is imported lazily and never by the supervisor: ``build_cables_in_child`` asks the
+shared, socket-activated cable service (``overlay_boot.netd``, which holds pyroute2 once for all
+subhosts) and, where that is not installed or not reachable, builds them in a short-lived forked
+child. The client side here is standard library only. Works with Debian's pyroute2 0.7.2 and
+PyPI 0.9.x: only plain ``IPRoute()`` calls in the current network namespace are used; work
+inside the subhost's netns is done from a thread that ``setns()``-ed into it.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -30,26 +34,102 @@ _HINTS = {
 }
 
 
+# The cable service's socket (units/overlay-boot-net.socket); the variable is for tests.
+NET_SOCKET = os.environ.get("OVERLAY_BOOT_NET_SOCKET", "/run/overlay-boot/net.sock")
+# Connecting to a listening AF_UNIX socket succeeds at once (systemd holds it while the service
+# starts); the answer may wait for the service's start and the requests queued before ours.
+CONNECT_TIMEOUT = 1.0
+ANSWER_TIMEOUT = 120.0
+
+
 def build_cables_in_child(netns_name: str, cables: Sequence[Cable],
                           vlans: Sequence[Vlan] = ()) -> None:
-    """``build_cables`` in a forked child, so this process never imports pyroute2."""
-    netns.run_in_child(_child_build, netns_name, cables, vlans,
-                       what=f"cables of subhost {netns_name}")
+    """``build_cables`` without importing pyroute2 here: through the cable service, or, when
+    it is not there, in a forked child. The host ends are made in this thread's netns."""
+    what = f"cables of subhost {netns_name}"
+    if not _build_through_service(netns_name, cables, vlans, what):
+        netns.run_in_child(_child_build, netns_name, cables, vlans, what=what)
+        return
+    # The service skips ifup: what ifup starts (a DHCP client…) belongs to the subhost's
+    # unit, not to the service's cgroup, which ends when the service goes idle.
+    unbridged = [ifname for ifname, bridge in _host_ends(cables, vlans) if not bridge]
+    if unbridged and _have_ifupdown():
+        netns.run_in_child(_ifup_all, unbridged, what=f"ifup of the {what}")
 
 
 def _child_build(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> None:
     build_cables(netns_name, cables, vlans, _fast_import=True)
 
 
+def _ifup_all(ifnames: Sequence[str]) -> None:
+    for ifname in ifnames:
+        _ifup(ifname)
+
+
+def _build_through_service(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan],
+                           what: str) -> bool:
+    """Ask the cable service (protocol: ``overlay_boot.netd``). False when there is none to
+    ask (nothing was done: build here); SubhostError when it answered with an error."""
+    request = encode_request(netns_name, cables, vlans)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(NET_SOCKET)
+            ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                socket.send_fds(sock, [request], [ns_fd])
+            finally:
+                os.close(ns_fd)
+        except OSError as exc:
+            log.debug(f"cable service at {NET_SOCKET} not used ({exc}): building in a child")
+            return False
+        sock.settimeout(ANSWER_TIMEOUT)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            raise SubhostError(f"{what}: the cable service ({NET_SOCKET}) did not answer "
+                               f"within {ANSWER_TIMEOUT:g} s") from None
+        except OSError as exc:
+            data = b""
+            log.debug(f"cable service: {exc}")
+    finally:
+        sock.close()
+    if not data:  # it went away before answering (failed to start, crashed)
+        log.warning(f"the cable service ({NET_SOCKET}) closed the connection without an "
+                    "answer; building the cables here")
+        return False
+    try:
+        answer = json.loads(data)
+        ok = answer["ok"]
+    except (ValueError, TypeError, KeyError):
+        raise SubhostError(f"{what}: the cable service answered nonsense: {data[:200]!r}") from None
+    if ok is not True:
+        raise SubhostError(f"{what}: {answer.get('error') or 'the cable service failed'}")
+    return True
+
+
+def encode_request(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> bytes:
+    """The cable service's request: JSON, the Cable and Vlan dataclasses as objects."""
+    return json.dumps({"netns": netns_name,
+                       "cables": [dict(vars(c)) for c in cables],
+                       "vlans": [dict(vars(v)) for v in vlans]}).encode()
+
+
+def _have_ifupdown() -> bool:
+    return shutil.which("ifquery") is not None and shutil.which("ifup") is not None
+
+
 def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan] = (), *,
-                 _fast_import: bool = False) -> None:
+                 ifup: bool = True, _fast_import: bool = False) -> None:
     """Create the cables of the subhost whose netns is ``/run/netns/NETNS_NAME``.
 
     Each cable is a veth pair, host end in this netns, subhost end inside with the configured
     MAC; each VLAN a pair of VLAN interfaces on the two ends. Host ends are enslaved to their
-    bridge and brought up; unbridged ones are then handed to ``ifup`` where ifupdown knows them.
-    Subhost ends stay down: the subhost's own networking brings them up. On failure the host
-    ends made so far are deleted (with their peers) and SubhostError names the interface.
+    bridge and brought up; unbridged ones are then handed to ``ifup`` where ifupdown knows them
+    (unless IFUP is false). Subhost ends stay down: the subhost's own networking brings them
+    up. On failure the host ends made so far are deleted (with their peers) and SubhostError
+    names the interface.
     """
     iproute = _iproute_class(fast=_fast_import)
     by_index = {c.index: c for c in cables}
@@ -84,9 +164,8 @@ def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]
         except SubhostError as exc:
             log.warning(f"cleaning up after a failed cable setup: {exc}")
         raise
-    for ifname, bridge in _host_ends(cables, vlans):
-        if not bridge:
-            _ifup(ifname)
+    if ifup:
+        _ifup_all([ifname for ifname, bridge in _host_ends(cables, vlans) if not bridge])
 
 
 def remove_host_ends(ifnames: Sequence[str]) -> None:
@@ -130,7 +209,7 @@ def _index(ipr: Any, ifname: str, kind: str = "interface") -> int:
 
 def _ifup(ifname: str) -> None:
     """``ifup IFNAME`` where ifupdown is installed and has a stanza for it (as 1.6.4 did)."""
-    if shutil.which("ifquery") is None or shutil.which("ifup") is None:
+    if not _have_ifupdown():
         return
     known = subprocess.run(["ifquery", ifname], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -192,10 +271,21 @@ def _step(what: str) -> Iterator[None]:
 
 # -- importing pyroute2 -------------------------------------------------------------------
 
+_iproute: Any = None  # the class, once imported
+
+
 def _iproute_class(fast: bool) -> Any:
-    """pyroute2's IPRoute. With FAST (in a throw-away child only), skip the package
-    ``__init__``, which loads ndb, ipdb, conntrack… (about half the import time) and is not
-    needed by ``pyroute2.iproute.linux``; fall back to the normal import if that fails."""
+    """pyroute2's IPRoute. With FAST (in a throw-away child or the cable service, which use
+    nothing else of pyroute2), skip the package ``__init__``, which loads ndb, ipdb,
+    conntrack… (about half the import time) and is not needed by ``pyroute2.iproute.linux``;
+    fall back to the normal import if that fails."""
+    global _iproute
+    if _iproute is None:
+        _iproute = _import_iproute(fast)
+    return _iproute
+
+
+def _import_iproute(fast: bool) -> Any:
     if fast and "pyroute2" not in sys.modules:
         import importlib.util
 
