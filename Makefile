@@ -69,7 +69,8 @@ soak: setup
 # example config, 1.6.4's boot list /etc/subhosts.conf (read by the generator; an existing
 # one is the admin's and kept, and uninstall removes it only when unmodified), the bash
 # completions (completions/bash/<command>, one file or symlink per command name) and the
-# D-Bus policy (dbus/*.conf) when those exist; the D-Bus control plane's unit and activation file.
+# D-Bus policy (dbus/*.conf) when those exist; the D-Bus control plane's unit and activation file;
+# the cable service's socket and unit (overlay-boot-net, socket-activated).
 install:
 	install -d $(DESTDIR)$(PYDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR)
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
@@ -82,10 +83,11 @@ install:
 	    $(PYTHON) $$c > $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	  chmod 0755 $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	done
-	for u in overlay-boot@.service overlay-boot-bus.service; do \
+	for u in overlay-boot@.service overlay-boot-bus.service overlay-boot-net.service; do \
 	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@PYTHON@|$(PYTHON)|g' \
 	    units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
+	install -m 0644 units/overlay-boot-net.socket $(DESTDIR)$(UNITDIR)/
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|^#!.*python3.*|#!$(PYTHON) -I|' \
 	  generator/overlay-boot-generator > $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	chmod 0755 $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
@@ -116,6 +118,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(SBINDIR)/overlay-$$c; done
 	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot@.service $(DESTDIR)$(UNITDIR)/overlay-boot-bus.service
+	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot-net.service $(DESTDIR)$(UNITDIR)/overlay-boot-net.socket
 	rm -f $(DESTDIR)$(DBUSSERVICEDIR)/org.overlayboot.OverlayBoot1.service
 	rm -f $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	rm -f $(DESTDIR)$(MANDIR)/man5/overlay-boot.conf.5

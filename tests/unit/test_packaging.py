@@ -71,6 +71,8 @@ def test_installed_layout(built: tuple[Path, Path]) -> None:
     _, tree = built
     expected = [
         "usr/lib/systemd/system/overlay-boot@.service",
+        "usr/lib/systemd/system/overlay-boot-net.socket",
+        "usr/lib/systemd/system/overlay-boot-net.service",
         "usr/lib/systemd/system-generators/overlay-boot-generator",
         "usr/lib/python3/dist-packages/overlay_boot/__init__.py",
         "usr/lib/python3/dist-packages/overlay_boot/cli/boot.py",
@@ -98,6 +100,9 @@ def test_installed_layout(built: tuple[Path, Path]) -> None:
     unit = (tree / "usr/lib/systemd/system/overlay-boot@.service").read_text()
     assert "ExecStart=/usr/sbin/overlay-boot " in unit
     assert "@" not in unit.replace("overlay-boot@", "").replace("%i", "")  # all substituted
+    net_unit = (tree / "usr/lib/systemd/system/overlay-boot-net.service").read_text()
+    assert "ExecStart=/usr/bin/python3 -I -m overlay_boot.netd\n" in net_unit
+    assert "Wants=overlay-boot-net.socket" in unit  # the template pulls the socket in
 
 
 def test_conffiles_and_etc(built: tuple[Path, Path]) -> None:
