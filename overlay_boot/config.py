@@ -248,8 +248,8 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
     except OSError as e:
         raise _CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        out, err = _bounded_output(proc, timeout)
+    except TimeoutError:
         _kill_group(proc)
         raise _CommandFailed(
             f"command {command!r} did not finish within {timeout:g} s (killed)"
@@ -275,6 +275,47 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
             f"command {command!r} {what}" + (f" (stderr: {detail})" if detail else "")
         )
     return first
+
+
+OUTPUT_LIMIT = 1 << 20  # bytes of a command's stdout kept; the first line is what counts
+STDERR_LIMIT = 4096  # bytes of its stderr kept, the end, for the message
+
+
+def _bounded_output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """Read PROC's stdout and stderr until both close and it exits, within TIMEOUT seconds.
+
+    Keeps the first OUTPUT_LIMIT bytes of stdout and the last STDERR_LIMIT bytes of stderr,
+    discarding the rest, so a command that prints endlessly cannot fill the memory.
+    """
+    import select
+    import time
+
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    poller = select.poll()
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    while streams:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        for fd, _event in poller.poll(left * 1000):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                del streams[fd]
+            elif streams[fd] is out:
+                out += chunk[: max(0, OUTPUT_LIMIT - len(out))]
+            else:
+                err += chunk
+                del err[:-STDERR_LIMIT]
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except Exception:  # subprocess.TimeoutExpired; subprocess is imported lazily
+        raise TimeoutError from None
+    return bytes(out), bytes(err)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -10,6 +10,25 @@ EX_USAGE = 64
 EX_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong
 
 
+MESSAGE_LIMIT = 400
+
+
+def printable(text: str) -> str:
+    """TEXT with what a terminal or a log would not show as itself (line breaks, escape
+    sequences, other control and unassigned characters) written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clip(text: str, limit: int) -> str:
+    """TEXT shortened in the middle to at most LIMIT characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]}…[{len(text) - 2 * keep} characters]…{text[-keep:]}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a configuration file, located as precisely as known."""
@@ -18,6 +37,13 @@ class Problem:
     message: str
     variable: str | None = None
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        # A value quoted in a message may be anything a file or a `!` command held (a 64 MiB
+        # line, a line break in a file name, escape sequences): one report stays one readable
+        # line in a terminal and in a log.
+        object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "message", clip(printable(self.message), MESSAGE_LIMIT))
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"

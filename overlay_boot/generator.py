@@ -26,7 +26,7 @@ from pathlib import Path
 
 from overlay_boot import discovery, naming, unitnames
 from overlay_boot.config import Config, load_config
-from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem
+from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem, printable
 
 PROG = "overlay-boot-generator"
 TEMPLATE = "overlay-boot@.service"
@@ -52,6 +52,11 @@ class Output:
 class Message:
     priority: int  # syslog: 3 error, 4 warning
     text: str
+
+    def __post_init__(self) -> None:
+        # One message is one log line, whatever a file name holds (a line break could
+        # otherwise forge a report about another file).
+        object.__setattr__(self, "text", printable(self.text))
 
 
 @dataclass(frozen=True)

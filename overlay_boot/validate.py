@@ -62,6 +62,11 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         elif not (dev / "bridge").is_dir():
             add("CABLES", f"{bridge} exists but is not a bridge")
 
+    if config.log is not None:
+        why = _log_problem(config.log)
+        if why:
+            add("LOG", f"LOG {config.log} {why}")
+
     if config.vlans and not vlan_supported():
         first = config.vlans[0]
         add(
@@ -90,6 +95,16 @@ def vlan_supported(proc_net: Path = Path("/proc/net")) -> bool:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
     return (proc_net / "vlan").is_dir()
+
+
+def _log_problem(path: Path) -> str | None:
+    """Why the LOG= file cannot be appended to, if it can't (its directory may be created)."""
+    if path.is_dir():
+        return "is a directory"
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"cannot be created: {parent} is not a directory"
+    return None
 
 
 def require_valid(config: Config) -> None:

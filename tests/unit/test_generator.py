@@ -198,8 +198,8 @@ def test_kmsg_format_and_stderr_format() -> None:
         if w >= 0:
             os.close(w)
     pid = os.getpid()
-    assert data == (f"<3>overlay-boot-generator[{pid}]: a.conf: bad\n"
-                    f"<3>overlay-boot-generator[{pid}]: second line\n"
+    # A line break inside a message is escaped: one message, one kernel log record.
+    assert data == (f"<3>overlay-boot-generator[{pid}]: a.conf: bad\\nsecond line\n"
                     "overlay-boot-generator: warning: a.conf: unknown variable\n")
 
 
