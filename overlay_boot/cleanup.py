@@ -6,7 +6,7 @@ the unit's ExecStopPost=. Everything here is idempotent.
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from . import log, netns
 
 SYS_NET = Path("/sys/class/net")
 IFSTATE_DIR = Path("/run/network")
+IFUPDOWN_DIRS = ("/usr/sbin", "/sbin")
 
 
 def remove_stale(name: str, host_ifs: Sequence[str]) -> None:
@@ -63,7 +64,7 @@ def _ifupdown_configured(ifname: str) -> bool:
 def forget_ifupdown_state(host_ifs: Sequence[str]) -> None:
     """Deconfigure host ends that ifupdown brought up, so the next `ifup` works again."""
     stale = [i for i in host_ifs if _ifupdown_configured(i)]
-    if not stale or shutil.which("ifdown") is None:
+    if not stale or not any(os.access(f"{d}/ifdown", os.X_OK) for d in IFUPDOWN_DIRS):
         return
     import subprocess
 

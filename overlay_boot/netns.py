@@ -14,7 +14,6 @@ import signal
 import socket
 import struct
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +133,8 @@ def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
         except BaseException as exc:
             message = str(exc) or type(exc).__name__
             if not isinstance(exc, (OSError, SubhostError)):
+                import traceback  # only on this error path: it costs every supervisor memory
+
                 message = "".join(traceback.format_exception_only(exc)).strip()
             try:
                 os.write(write_fd, message.encode("utf-8", "replace")[:4000])

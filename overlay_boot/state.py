@@ -39,6 +39,24 @@ class AlreadyRunning(SubhostError):
     pass
 
 
+RUNTIME_UNIT_DIR = Path("/run/systemd/system")
+
+
+def runtime_dropin(name: str) -> Path:
+    """The drop-in with which `overlay-boot CONF` runs a config systemd's generator doesn't know
+    as overlay-boot@NAME.service, until the subhost stops."""
+    return RUNTIME_UNIT_DIR / f"overlay-boot@{name}.service.d" / "60-overlay-boot-command-line.conf"
+
+
+def remove_runtime_dropin(name: str) -> None:
+    dropin = runtime_dropin(name)
+    try:
+        dropin.unlink()
+        dropin.parent.rmdir()
+    except OSError:
+        pass
+
+
 def lock_path(name: str) -> Path:
     return RUN_DIR / f"{name}.lock"
 

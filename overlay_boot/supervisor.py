@@ -8,6 +8,7 @@ systemd through the notify socket.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -104,6 +105,7 @@ class Supervisor:
                 log.error(f"cleanup of subhost {config.name} failed: {exc}")
                 status = status or 1
             state.remove(config.name)
+            state.remove_runtime_dropin(config.name)
             os.close(lock_fd)
         return status
 
@@ -132,6 +134,9 @@ class Supervisor:
         hooks_env = {"CONFIG": str(config.path)}
 
         self._status("Starting PID 1")
+        # Everything loaded so far is shared with PID 1 copy-on-write: keep the collector from
+        # touching (and so copying) those objects in either process.
+        gc.freeze()
         read_fd, write_fd = os.pipe()
         try:
             self.pid1 = boot.spawn_subhost(

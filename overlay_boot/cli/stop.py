@@ -34,10 +34,8 @@ def _main(args: argparse.Namespace) -> int:
     require_root()
     name, path = resolve_target(args.target)
     if args.cleanup:
-        from .systemd_ops import remove_runtime_dropin
-
         remove_leftovers(name)
-        remove_runtime_dropin(name)
+        state.remove_runtime_dropin(name)
         return 0
     unit_running = _systemd_unit_active(name)
     if unit_running:

@@ -13,13 +13,7 @@ from pathlib import Path
 
 from .. import log
 from ..errors import SubhostError
-
-RUNTIME_UNIT_DIR = Path("/run/systemd/system")
-DROPIN_NAME = "60-overlay-boot-command-line.conf"
-
-
-def runtime_dropin(name: str) -> Path:
-    return RUNTIME_UNIT_DIR / f"overlay-boot@{name}.service.d" / DROPIN_NAME
+from ..state import remove_runtime_dropin, runtime_dropin
 
 
 def start_through_systemd(path: Path) -> int:
@@ -48,12 +42,3 @@ def start_through_systemd(path: Path) -> int:
     systemd.start_unit(unit)
     log.info(f"subhost {config.name} started as {unit}")
     return 0
-
-
-def remove_runtime_dropin(name: str) -> None:
-    dropin = runtime_dropin(name)
-    try:
-        dropin.unlink()
-        dropin.parent.rmdir()
-    except OSError:
-        pass

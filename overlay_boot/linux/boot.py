@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
 
 from overlay_boot import log
 from overlay_boot.linux import libc, mounts
+
+# typing and subprocess are not imported at run time: this module is loaded by every
+# supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 _CHILD_NAMESPACES = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC | libc.CLONE_NEWCGROUP
 
@@ -206,6 +210,8 @@ def _run_hook(
     what = f"{which} {command!r} {' '.join(args)}"
     log.debug(f"run {what} (cwd {config.base})")
     try:
+        import subprocess
+
         result = subprocess.run(argv, env=env, cwd=config.base, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise StepError(f"{what}: {exc.strerror or exc}") from exc

@@ -29,9 +29,13 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
-from typing import NoReturn
 
 from overlay_boot import log
+
+# Annotations only: `typing` stays out of PID 1's memory.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SIGPOWEROFF = signal.SIGRTMIN + 4

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 # --- namespaces: clone(2) / unshare(2) / setns(2) flags -----------------------------------------
 CLONE_NEWNS = 0x00020000
@@ -152,7 +151,7 @@ def umount2(target: PathLike, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: PathLike, put_old: PathLike) -> None:
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise OSError(38, f"pivot_root {os.fspath(new_root)}: unknown architecture")
     args = (ctypes.c_long(number), _c_str(_fs(new_root)), _c_str(_fs(put_old)))

@@ -19,7 +19,6 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
 
 from overlay_boot.linux import libc
 
@@ -30,10 +29,17 @@ JOURNAL_DEV_LOG = Path("/run/systemd/journal/dev-log")
 _INSIDE_DEV_LOG = PurePosixPath("/run/systemd/journal/dev-log")
 
 
-class Op(Protocol):
-    def describe(self) -> str: ...
+# What every operation of a plan offers: describe() -> str and execute(root: Path). A typing
+# Protocol for checkers only: `typing` is not imported at run time, because this module is
+# loaded by every supervisor and PID 1 shares its memory (docs/ARCHITECTURE.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-    def execute(self, root: Path) -> None: ...
+    class Op(Protocol):
+        def describe(self) -> str: ...
+
+        def execute(self, root: Path) -> None: ...
 
 
 # --- path handling --------------------------------------------------------------------------
@@ -382,7 +388,7 @@ def write_default_interfaces(upper: Path, name: str, cables: Iterable[Any]) -> b
 
 
 __all__ = [
-    "JOURNAL_DEV_LOG", "Bind", "MakeDir", "MakeNode", "Mount", "Op", "Symlink", "Tmpfs",
+    "JOURNAL_DEV_LOG", "Bind", "MakeDir", "MakeNode", "Mount", "Symlink", "Tmpfs",
     "WriteFile", "interfaces_text", "overlay_options", "plan_inside", "plan_root", "resolve_in",
     "write_default_interfaces",
 ]
