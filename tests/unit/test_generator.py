@@ -361,7 +361,9 @@ def test_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
     assert "NotifyAccess: main" in log
     assert "KillMode: mixed" in log
     assert "overlay-boot --instance web" in log
-    assert "overlay-stop --cleanup web" in log
+    # ExecStopPost= runs `overlay-stop --cleanup web` unless the service ended cleanly.
+    assert "overlay-stop --cleanup" in log and "overlay-stop web" in log
+    assert "SERVICE_RESULT" in log
 
 
 def test_generated_dropin_passes_systemd_analyze_verify(unit_dir: Path, tmp_path: Path,
