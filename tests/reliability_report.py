@@ -109,8 +109,9 @@ def render(tests: list[dict], records: list[dict], meta: dict) -> str:
     outcomes = Counter(t["outcome"] for t in tests)
     by_file: dict[str, Counter] = {}
     for t in tests:
-        by_file.setdefault(t["file"].rsplit(".", 1)[0] if "." in t["file"] else t["file"],
-                           Counter())[t["outcome"]] += 1
+        # classname: the module for test functions, module.Class for methods
+        parts = [x for x in t["file"].split(".") if not x[:1].isupper()]
+        by_file.setdefault("/".join(parts) + ".py", Counter())[t["outcome"]] += 1
     corpus = _corpus()
     examples = _hypothesis_examples()
     faults = [r for r in records if r["kind"] == "fault"]
@@ -177,7 +178,7 @@ def render(tests: list[dict], records: list[dict], meta: dict) -> str:
                        f"{r['journald_fds']} | {r['supervisor_rss_kb_max']} | "
                        f"{len(r['leaks'])} |")
     out += ["", "## Isolation and security checks", ""]
-    out += [f"- {r['what']}" for r in isolation]
+    out += [f"- {_short(r['what'])}" for r in isolation]
     out += ["", "## Reproduce", "", "As root, in a checkout with `make setup` done:", "",
             "```sh",
             ".venv/bin/python -m tests.reliability_report          # the suite as in make check",
@@ -186,6 +187,10 @@ def render(tests: list[dict], records: list[dict], meta: dict) -> str:
             ".venv/bin/python -m pytest -q " + " ".join(SUITE),
             "```", ""]
     return "\n".join(out)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,7 +194,9 @@ def test_non_root_cannot_start_stop_or_enter(lab: Lab) -> None:
     for argv in (["boot", str(conf)], ["boot", "--foreground", str(conf)],
                  ["boot", "--instance", name]):
         result = as_nobody(*command(argv[0]), *argv[1:])
-        record("isolation", f"non-root: overlay-{' '.join(argv[:2])} refused",
+        shown = " ".join(a if a.startswith("-") else "CONF" if a.endswith(".conf") else "NAME"
+                         for a in argv[1:2])
+        record("isolation", f"non-root: overlay-{argv[0]} {shown} refused",
                status=result.returncode)
         assert result.returncode != 0 and "must be run as root" in result.stderr, result
         assert not Path(f"/run/netns/{name}").exists()
