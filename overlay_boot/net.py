@@ -13,19 +13,20 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
 from . import log, netns
 from .errors import SubhostError
 
+# The supervisor imports this module (for the client side): no typing, shutil, subprocess or
+# threading at run time, they cost every supervisor memory.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import Cable, Vlan
 
 _HINTS = {
@@ -117,7 +118,10 @@ def encode_request(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vla
 
 
 def _have_ifupdown() -> bool:
-    return shutil.which("ifquery") is not None and shutil.which("ifup") is not None
+    """Whether ``ifquery`` and ``ifup`` are on PATH (``shutil.which`` without shutil)."""
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return all(any(os.access(os.path.join(d, command), os.X_OK) for d in path if d)
+               for command in ("ifquery", "ifup"))
 
 
 def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan] = (), *,
@@ -211,6 +215,8 @@ def _ifup(ifname: str) -> None:
     """``ifup IFNAME`` where ifupdown is installed and has a stanza for it (as 1.6.4 did)."""
     if not _have_ifupdown():
         return
+    import subprocess
+
     known = subprocess.run(["ifquery", ifname], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if known.returncode != 0:
@@ -228,6 +234,8 @@ def _ifup(ifname: str) -> None:
 def _in_netns(netns_name: str, func: Callable[[], None]) -> None:
     """Run FUNC in a thread that has entered the named netns (setns is per thread), so this
     process stays where it is; pyroute2's sockets made there belong to that netns."""
+    import threading
+
     failure: list[BaseException] = []
 
     def run() -> None:

@@ -333,8 +333,11 @@ def test_falls_back_when_the_service_hangs_up_without_an_answer(python, sockdir,
     path = sockdir / "net.sock"
     listener = listening(path)
 
-    def hang_up() -> None:
+    def hang_up() -> None:  # takes the request, then dies without answering
         conn, _ = listener.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+        for fd in fds:
+            os.close(fd)
         conn.close()
 
     thread = threading.Thread(target=hang_up)
