@@ -28,8 +28,11 @@ set -e
 n_mounts=$(wc -l < /proc/self/mountinfo)
 n_netns=$(ls /run/netns 2>/dev/null | wc -l)
 n_links=$(ls /sys/class/net | wc -l)
-n_procs=$(ls -d /proc/[0-9]* | wc -l)
-n_runtime=$(ls /run/overlay-boot 2>/dev/null | grep -v '^ctl$' | wc -l)
+# the shared cable service comes and goes (socket-activated, exits when idle): not counted
+netd=/sys/fs/cgroup/system.slice/overlay-boot-net.service/cgroup.procs
+n_netd=$(cat $netd 2>/dev/null | wc -l)
+n_procs=$(( $(ls -d /proc/[0-9]* | wc -l) - n_netd ))
+n_runtime=$(ls /run/overlay-boot 2>/dev/null | grep -v -e '^ctl$' -e '^net.sock$' | wc -l)
 jpid=$(systemctl show -P MainPID systemd-journald.service)
 fd1=$(ls /proc/1/fd | wc -l)
 fdj=$(ls /proc/$jpid/fd | wc -l)
