@@ -236,7 +236,10 @@ def _tail(data: bytes, limit: int = 300) -> str:
 def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
     """Run a ``!`` command and return the first line of its output (stripped).
 
-    The command runs in a process group of its own, killed as a whole on timeout.
+    The command runs in a process group of its own, killed as a whole on timeout, or by a
+    watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs. What it
+    leaves running in a session of its own after it has finished (a daemon, e.g. a FUSE
+    mount's) is left alone, as 1.6.4 did.
     """
     import subprocess  # only here: the generator never runs commands
     env = dict(os.environ, CONFIG=str(config))
@@ -247,6 +250,7 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
         )
     except OSError as e:
         raise _CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
+    watchdog = _watch_group(proc.pid)
     try:
         out, err = _bounded_output(proc, timeout)
     except TimeoutError:
@@ -254,6 +258,8 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
         raise _CommandFailed(
             f"command {command!r} did not finish within {timeout:g} s (killed)"
         ) from None
+    finally:
+        _end_watchdog(watchdog)
     if proc.returncode != 0:
         status = (f"exit status {proc.returncode}" if proc.returncode > 0
                   else f"killed by signal {-proc.returncode}")
@@ -275,6 +281,42 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
             f"command {command!r} {what}" + (f" (stderr: {detail})" if detail else "")
         )
     return first
+
+
+def _watch_group(pgid: int) -> int:
+    """Fork a watchdog that kills process group PGID if this process dies first.
+
+    A parent-death signal on the command alone would not reach what it started.
+    """
+    import signal
+
+    from overlay_boot.linux import libc
+
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        libc.set_pdeathsig(signal.SIGUSR1)
+        if os.getppid() == parent:  # else the caller is already gone
+            signal.sigwait({signal.SIGUSR1})
+        os.killpg(pgid, signal.SIGKILL)
+    except BaseException:  # noqa: BLE001 - a forked child must never return into the caller
+        pass
+    os._exit(0)
+
+
+def _end_watchdog(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 OUTPUT_LIMIT = 1 << 20  # bytes of a command's stdout kept; the first line is what counts

@@ -28,7 +28,10 @@ GATE_SCRIPT = """#!/bin/sh
 dir=$(dirname "$0")
 stage=$(basename "$0")
 case "$1" in stop) exit 0 ;; esac
-echo $$ > "$dir/at-$stage"
+# The PID as /proc shows it (the shell itself opens /proc/self): $$ would be the PID inside a
+# PID namespace (a `!` command runs in one of its own).
+read -r pid rest < /proc/self/stat
+echo "$pid" > "$dir/at-$stage"
 if [ -e "$dir/block-$stage" ]; then read x < "$dir/fifo-$stage"; fi
 exit 0
 """

@@ -89,7 +89,7 @@ def _main(args: Arguments) -> int:
 
         return generator_main(["--verify", *args.config])
     require_root()
-    if args.instance:
+    if args.instance is not None:
         config = load_instance(args.instance)
         return supervise(config)
     path = Path(os.path.abspath(args.config[0]))

@@ -253,13 +253,20 @@ class _Init:
     def wait(self, pid: int, timeout: float | None, abort_on_request: bool) -> int | None:
         """Run the loop until ``pid`` exits; on timeout kill its process group, return None.
 
-        With ``abort_on_request``, a stop or reboot request limits the wait to the stop timeout.
+        With ``abort_on_request``, a stop or reboot request ends the wait: the command's
+        process group gets SIGTERM at once (as systemd does to a starting service), and SIGKILL
+        after the stop timeout.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         self.reap()  # it may have exited before we looked
         while self.watched.get(pid) is None:
             if abort_on_request and self.request and deadline is None:
                 deadline = time.monotonic() + self.settings.stop_timeout
+                for target in (-pid, pid):
+                    try:
+                        os.kill(target, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 for target in (-pid, pid):
