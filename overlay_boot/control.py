@@ -171,15 +171,20 @@ def _request(
             "login": login, "tty": tty}
 
 
+def send_message(conn: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
+    """One message of the control protocol: JSON, with FDS passed as SCM_RIGHTS."""
+    data = json.dumps(message).encode()
+    if fds:
+        rights = array.array("i", fds).tobytes()
+        conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    else:
+        conn.send(data)
+
+
 def _ask(conn: socket.socket, request: dict, fds: Sequence[int]) -> tuple[dict, list[int]]:
-    data = json.dumps(request).encode()
     try:
         try:
-            if fds:
-                rights = array.array("i", fds).tobytes()
-                conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-            else:
-                conn.send(data)
+            send_message(conn, request, fds)
         except BrokenPipeError:
             pass  # PID 1 refused us before we asked: its answer is waiting
         conn.settimeout(ANSWER_TIMEOUT)

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 from overlay_boot import log
+from overlay_boot.control import send_message
 
 # Annotations only: `typing` stays out of PID 1's memory.
 TYPE_CHECKING = False
@@ -577,13 +578,8 @@ def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
 
 
 def _send(conn: socket.socket, answer: dict, fds: tuple[int, ...] = ()) -> None:
-    data = json.dumps(answer).encode()
     try:
-        if fds:
-            rights = array.array("i", fds).tobytes()
-            conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-        else:
-            conn.send(data)
+        send_message(conn, answer, fds)
     except OSError:
         pass  # the client went away
 

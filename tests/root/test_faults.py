@@ -27,17 +27,6 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    tmp_path.chmod(0o755)
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        problems = lab.finish()
-    assert not problems, problems
-
-
-@pytest.fixture
 def gate(tmp_path: Path) -> Iterator[Gate]:
     g = Gate(tmp_path / "gate")
     try:

@@ -38,17 +38,6 @@ print(os.path.exists(sys.argv[1]), os.stat("/").st_ino)
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    tmp_path.chmod(0o755)
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        problems = lab.finish()
-    assert not problems, problems
-
-
-@pytest.fixture
 def secret(tmp_path: Path) -> Iterator[Path]:
     """A file only the host can see: on a tmpfs mounted on the host (LOWER=/ shows the host's
     root filesystem, never its mounts)."""

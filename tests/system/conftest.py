@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from .box import SystemdBox
+from .subhosts import Subhosts
 
 
 def _finish(box: SystemdBox) -> None:
@@ -35,3 +36,11 @@ def new_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdBox]:
         yield box
     finally:
         _finish(box)
+
+
+@pytest.fixture
+def subhosts(box: SystemdBox) -> Iterator[Subhosts]:
+    """Subhosts made in the requesting module's installed ``box``; stopped at the end."""
+    made = Subhosts(box)
+    yield made
+    made.stop_all()

@@ -77,13 +77,6 @@ def box(systemd_box: SystemdBox) -> Iterator[SystemdBox]:
     yield systemd_box
 
 
-@pytest.fixture
-def subhosts(box: SystemdBox) -> Iterator[Subhosts]:
-    made = Subhosts(box)
-    yield made
-    made.stop_all()
-
-
 def path_of(name: str) -> str:
     return f"{MANAGER}/subhost/{name}"  # test names are letters and digits: no escaping
 

@@ -29,13 +29,6 @@ def box(systemd_box: SystemdBox) -> Iterator[SystemdBox]:
     yield systemd_box
 
 
-@pytest.fixture
-def subhosts(box: SystemdBox) -> Iterator[Subhosts]:
-    made = Subhosts(box)
-    yield made
-    made.stop_all()
-
-
 def test_new_config_gives_a_unit(box: SystemdBox, subhosts: Subhosts) -> None:
     name, path = subhosts.make()
     box.run("systemctl", "daemon-reload")
