@@ -50,6 +50,10 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         if why:
             add(var, f"{var} {path} {why}")
             bad.add(var)
+    if variant == "overlay" and len(config.lower) > 1 and "LOWER" not in bad:
+        why = _nested_layers(config.lower)
+        if why:
+            add("LOWER", why)
     if variant == "overlay" and config.upper and config.work and not bad & {"UPPER", "WORK"}:
         why = _work_problem(config.upper, config.work)
         if why:
@@ -95,6 +99,20 @@ def vlan_supported(proc_net: Path = Path("/proc/net")) -> bool:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
     return (proc_net / "vlan").is_dir()
+
+
+def _nested_layers(layers: tuple[Path, ...]) -> str | None:
+    """Lower layers one inside the other on one filesystem, which overlayfs refuses (ELOOP)."""
+    resolved = [(p, os.path.realpath(p), os.stat(p).st_dev) for p in layers]
+    for i, (a, real_a, dev_a) in enumerate(resolved):
+        for b, real_b, dev_b in resolved[i + 1:]:
+            if dev_a != dev_b:
+                continue
+            outer, inner = sorted((real_a, real_b), key=len)
+            if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
+                return (f"layers {a} and {b} are nested on one filesystem, which overlayfs "
+                        "refuses: put the upper one on a filesystem of its own")
+    return None
 
 
 def _log_problem(path: Path) -> str | None:

@@ -227,3 +227,25 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         return ""
 
+
+
+def test_several_lower_layers(subhost, scratch: Path) -> None:
+    """LOWER=A:/ stacks A over the host's root: A's files win, the rest comes from /.
+
+    A lives on a tmpfs of its own: overlayfs refuses lower layers nested in one another on
+    the same filesystem (a directory below / next to / itself)."""
+    layer = scratch / "layer"
+    layer.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "oblayer", str(layer)], check=True)
+    try:
+        (layer / "etc").mkdir()
+        (layer / "etc" / "ob-layer-marker").write_text("from the top layer\n")
+        (layer / "etc" / "hostname").write_text("shadowed-by-layer\n")
+        conf = subhost.config(f"BASE=.\nSTART=none\nLOWER={layer}:/\n")
+        subhost.start(conf)
+        assert subhost.go("cat", "/etc/ob-layer-marker").stdout == "from the top layer\n"
+        assert subhost.go("cat", "/etc/hostname").stdout == "shadowed-by-layer\n"
+        assert subhost.go("test", "-x", "/bin/sh").returncode == 0  # from the host's root
+        assert subhost.stop(subhost.name).returncode == 0
+    finally:
+        subprocess.run(["umount", str(layer)], check=True)
