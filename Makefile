@@ -45,7 +45,7 @@ setup:
 	./.ci/setup
 
 lint: setup
-	$(VENV)/bin/ruff check overlay_boot tests generator/overlay-boot-generator
+	$(VENV)/bin/ruff check overlay_boot tests bench generator/overlay-boot-generator
 
 # Every tier; a skipped test fails the run (tests/conftest.py, OVERLAY_BOOT_NO_SKIP).
 check: setup lint
