@@ -27,10 +27,21 @@ def messages(conf: Path) -> list[str]:
 
 def test_valid_config_passes(tmp_path: Path) -> None:
     (tmp_path / "b" / "data").mkdir(parents=True)
+    for layer in ("top", "bottom"):
+        (tmp_path / "layers" / layer).mkdir(parents=True)
     conf = make_base(tmp_path / "b", "BASE=.\nCABLES==02:00:00:00:00:01\nSHARE=data\n"
-                                     "SHARE=/etc/hostname:/etc/host-name\nLOWER=/usr:/\n")
+                                     "SHARE=/etc/hostname:/etc/host-name\n"
+                                     f"LOWER={tmp_path}/layers/top:{tmp_path}/layers/bottom\n")
     assert messages(conf) == []
     require_valid(load_config(conf))
+
+
+def test_nested_lower_layers_are_refused(tmp_path: Path) -> None:
+    """overlayfs refuses lower layers nested on one filesystem (mount says ELOOP)."""
+    conf = make_base(tmp_path / "b", "BASE=.\nLOWER=/usr:/\n")
+    (problem,) = check_host(load_config(conf))
+    assert problem.variable == "LOWER"
+    assert "/usr and / are nested on one filesystem" in problem.message
 
 
 def test_bind_and_premounted_variants_need_fewer_dirs(tmp_path: Path) -> None:
