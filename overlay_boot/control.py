@@ -7,7 +7,6 @@ Standard library only, and cheap to import (``overlay-go NAME -- true`` has a 15
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import socket
@@ -175,10 +174,16 @@ def send_message(conn: socket.socket, message: dict, fds: Sequence[int] = ()) ->
     """One message of the control protocol: JSON, with FDS passed as SCM_RIGHTS."""
     data = json.dumps(message).encode()
     if fds:
-        rights = array.array("i", fds).tobytes()
-        conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        socket.send_fds(conn, [data], list(fds))
     else:
         conn.send(data)
+
+
+def receive_message(conn: socket.socket, maxfds: int = 4) -> tuple[bytes, list[int], int]:
+    """One message of the control protocol, the descriptors that came with it (close-on-exec)
+    and recvmsg's flags (MSG_TRUNC, MSG_CTRUNC: more than fitted)."""
+    message, fds, flags, _ = socket.recv_fds(conn, 65536, maxfds, socket.MSG_CMSG_CLOEXEC)
+    return message, fds, flags
 
 
 def _ask(conn: socket.socket, request: dict, fds: Sequence[int]) -> tuple[dict, list[int]]:
@@ -188,19 +193,11 @@ def _ask(conn: socket.socket, request: dict, fds: Sequence[int]) -> tuple[dict, 
         except BrokenPipeError:
             pass  # PID 1 refused us before we asked: its answer is waiting
         conn.settimeout(ANSWER_TIMEOUT)
-        message, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+        message, received, _ = receive_message(conn)
     except TimeoutError:
         raise ControlError("PID 1 of the subhost does not answer") from None
     except OSError as exc:
         raise ControlError(f"control socket: {exc.strerror or exc}") from None
-    received: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            got = array.array("i")
-            got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
-            received.extend(got)
-    for fd in received:
-        os.set_inheritable(fd, False)
     if not message:
         raise ControlError("PID 1 of the subhost closed the connection without answering")
     try:

@@ -18,7 +18,6 @@ request, as its own children (docs/ARCHITECTURE.md, "Entering a subhost"): see `
 
 from __future__ import annotations
 
-import array
 import fcntl
 import json
 import os
@@ -31,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from overlay_boot import log
-from overlay_boot.control import send_message
+from overlay_boot.control import receive_message, send_message
 
 # Annotations only: `typing` stays out of PID 1's memory.
 TYPE_CHECKING = False
@@ -553,23 +552,13 @@ class _Refused(Exception):
         self.status = status
 
 
-_FD_SPACE = socket.CMSG_SPACE(4 * array.array("i").itemsize)  # one more than ever expected
-
-
 def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
     """One message and the descriptors that came with it (made close-on-exec)."""
-    fds: list[int] = []
     try:
-        message, ancillary, flags, _ = conn.recvmsg(65536, _FD_SPACE)
+        # One descriptor more than a request ever carries: more is refused, not cut.
+        message, fds, flags = receive_message(conn, maxfds=4)
     except (BlockingIOError, InterruptedError):
         return b"", []
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            got = array.array("i")
-            got.frombytes(data[: len(data) - len(data) % got.itemsize])
-            fds.extend(got)
-    for fd in fds:
-        os.set_inheritable(fd, False)
     if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
         for fd in fds:
             os.close(fd)
