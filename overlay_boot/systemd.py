@@ -97,8 +97,9 @@ def _notify_socket(state: str) -> bool:
 
 
 def booted() -> bool:
-    """Whether systemd is the init system here (sd_booted(3))."""
-    return os.path.isdir("/run/systemd/system")
+    """Whether systemd is the init system here (sd_booted(3)), and the commands should act
+    through it: OVERLAY_BOOT_NO_SYSTEMD=1 makes them act directly."""
+    return os.path.isdir("/run/systemd/system") and not os.environ.get("OVERLAY_BOOT_NO_SYSTEMD")
 
 
 class UnitState(NamedTuple):

@@ -97,7 +97,9 @@ def _main(args: Arguments) -> int:
         raise missing_config(path)
     if args.foreground:
         return supervise(load_valid(path))
-    if not args.no_systemd and _systemd_booted():
+    from ..systemd import booted
+
+    if not args.no_systemd and booted():
         from .systemd_ops import start_through_systemd
 
         return start_through_systemd(path)
@@ -144,10 +146,6 @@ def load_instance(name: str):
             Problem(str(path), f"defines subhost {config.name!r}, not {name!r}", variable="NAME")
         )
     return config
-
-
-def _systemd_booted() -> bool:
-    return os.path.isdir("/run/systemd/system") and not os.environ.get("OVERLAY_BOOT_NO_SYSTEMD")
 
 
 def supervise(config, ready=None) -> int:

@@ -65,10 +65,11 @@ def _main(args: argparse.Namespace) -> int:
 
 def _systemd_unit_active(name: str) -> str | None:
     """The unit running NAME, when systemd runs it (None too when systemd can't be asked)."""
-    if not os.path.isdir("/run/systemd/system"):
+    from ..systemd import booted, unit_state
+
+    if not booted():
         return None
     from ..naming import unit_name
-    from ..systemd import unit_state
 
     unit = unit_name(name)
     try:
