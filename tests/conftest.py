@@ -6,6 +6,12 @@ import os
 
 import pytest
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Subhosts the tests start without systemd and without LOG= log here, not in /var/log."""
+    os.environ["OVERLAY_BOOT_LOG_DIR"] = str(tmp_path_factory.mktemp("overlay-boot-logs"))
+
 NO_SKIP = bool(os.environ.get("OVERLAY_BOOT_NO_SKIP") or os.environ.get("CI"))
 
 

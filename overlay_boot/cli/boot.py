@@ -20,7 +20,8 @@ from .. import log
 from ..errors import ConfigError, Problem, SubhostError
 from .common import UsageError, require_root, run_main
 
-DEFAULT_LOG_DIR = Path("/var/log/overlay-boot")
+# Where a subhost started without systemd logs when its config has no LOG=.
+DEFAULT_LOG_DIR = Path(os.environ.get("OVERLAY_BOOT_LOG_DIR", "/var/log/overlay-boot"))
 
 
 @dataclass(frozen=True)

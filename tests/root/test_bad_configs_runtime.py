@@ -44,6 +44,8 @@ def test_bad_config_exits_78_and_leaves_nothing(case, tmp_path: Path) -> None:
         for mode in ((), ("--foreground",)):
             result = run_command("boot", *mode, str(conf), env=env, timeout=120,
                                  preexec_fn=_limit_memory(case.memory_limit))
+            if result.returncode == 0:  # wrongly accepted: don't leave it running
+                run_command("stop", str(conf))
             assert result.returncode == 78, (mode, result.stdout, result.stderr[-2000:])
             assert "Traceback" not in result.stderr
             assert len(result.stderr) <= STDERR_MAX, (len(result.stderr), result.stderr[-500:])
