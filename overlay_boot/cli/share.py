@@ -138,7 +138,14 @@ def _attach(tree: int, target: str, name: str) -> None:
         os.close(directory)
 
 
+# What overlay-boot itself mounts inside a subhost: never detached as if it were a share.
+OWN_MOUNTS = frozenset({"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run",
+                        "/etc/adjtime", "/run/systemd/journal/dev-log"})
+
+
 def _detach(target: str, identity: tuple[int, int] | None, hostdir: str, name: str) -> None:
+    if identity is None and target in OWN_MOUNTS:
+        raise SubhostError(f"{target} in subhost {name} is not a share: not detached")
     directory = _open_dir(target, name, create=False)
     try:
         if not _is_mount_root(directory):

@@ -94,6 +94,10 @@ def test_refusals(sub: Subhost, hostdir: Path) -> None:
     result = share("--remove", str(hostdir), sub.name, "/proc")
     assert result.returncode == 1
     assert "not a share of" in result.stderr
+    # Nor with a HOSTDIR that is gone (what D-Bus Unshare does): the subhost's own mounts stay.
+    result = share("--remove", "/nonexistent/gone", sub.name, "/proc")
+    assert result.returncode == 1
+    assert "is not a share" in result.stderr
     assert inside(sub, "test -e /proc/1/stat && echo ok") == "ok\n"
 
 
