@@ -232,31 +232,15 @@ def _ifup(ifname: str) -> None:
 
 
 def _in_netns(netns_name: str, func: Callable[[], None]) -> None:
-    """Run FUNC in a thread that has entered the named netns (setns is per thread), so this
-    process stays where it is; pyroute2's sockets made there belong to that netns."""
-    import threading
-
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(netns.path(netns_name), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                netns.setns(fd)
-            finally:
-                os.close(fd)
-            func()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"netns {netns_name}")
-    thread.start()
-    thread.join()
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, OSError):
-            raise SubhostError(f"entering network namespace {netns_name}: {exc}") from exc
-        raise exc
+    """Run FUNC inside the named netns, in a thread (see netns.in_thread)."""
+    try:
+        fd = os.open(netns.path(netns_name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SubhostError(f"entering network namespace {netns_name}: {exc}") from exc
+    try:
+        netns.in_thread(fd, func, f"entering network namespace {netns_name}")
+    finally:
+        os.close(fd)
 
 
 @contextmanager

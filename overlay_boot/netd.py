@@ -22,7 +22,6 @@ import select
 import socket
 import struct
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from types import NoneType
@@ -151,25 +150,13 @@ def _serve_request(data: bytes, fds: list[int], pid: int) -> dict[str, Any]:
 
 
 def build_in(ns_fd: int, name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> None:
-    """``net.build_cables`` in a thread that entered the client's network namespace NS_FD
-    (setns is per thread: the service itself stays where it is)."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            try:
-                netns.setns(ns_fd)
-            except OSError as exc:
-                raise SubhostError(f"entering the client's network namespace: {exc}") from exc
-            net.build_cables(name, cables, vlans, ifup=False, _fast_import=True)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"cables {name}")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
+    """``net.build_cables`` in the client's network namespace NS_FD (the service itself stays
+    where it is)."""
+    netns.in_thread(
+        ns_fd,
+        lambda: net.build_cables(name, cables, vlans, ifup=False, _fast_import=True),
+        "entering the client's network namespace",
+    )
 
 
 def decode_request(data: bytes) -> tuple[str, list[Cable], list[Vlan]]:

@@ -240,3 +240,30 @@ def _rtnl_request(sock: socket.socket, seq: int, msg_type: int, ifname: str) -> 
             if kind == _NLMSG_ERROR and rseq == seq:
                 return -struct.unpack_from("i", data, offset + 16)[0]
             offset += max(16, (length + 3) & ~3)
+
+
+def in_thread(ns_fd: int, func: Callable[[], None], what: str) -> None:
+    """Run FUNC in a thread that entered the network namespace NS_FD: setns is per thread, so
+    the calling process stays where it is, and sockets FUNC makes belong to that namespace.
+
+    Failing to enter raises SubhostError("WHAT: …"); FUNC's own exceptions are raised as are.
+    """
+    import threading
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            try:
+                setns(ns_fd)
+            except OSError as exc:
+                raise SubhostError(f"{what}: {exc}") from exc
+            func()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=what)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
