@@ -13,18 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.leaks import REPO, command, run_command, snapshot, wait_clean
+from tests.root.subhosts import make_base
 
 pytestmark = pytest.mark.root
-
-
-def make_base(root: Path, name: str, config: str) -> Path:
-    base = root / name
-    for sub in ("live", "root", "work"):
-        (base / sub).mkdir(parents=True)
-    conf = base / f"{name}.conf"
-    conf.write_text(config)
-    conf.chmod(0o644)
-    return conf
 
 
 @pytest.fixture
