@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from overlay_boot import naming
-from overlay_boot.errors import ConfigError, Problem
+from overlay_boot.errors import ConfigError, Problem, SubhostError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (~3 ms)
 if TYPE_CHECKING:  # the generator imports this module: keep its imports light
@@ -222,8 +222,8 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
 # `!` commands
 
 
-class _CommandFailed(Exception):
-    pass
+class CommandFailed(SubhostError):
+    """A command of the configuration (a `!` value, INIT) failed."""
 
 
 def _tail(data: bytes, limit: int = 300) -> str:
@@ -233,13 +233,14 @@ def _tail(data: bytes, limit: int = 300) -> str:
     return text.replace("\n", " | ")
 
 
-def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
-    """Run a ``!`` command and return the first line of its output (stripped).
+def run_shell(command: str, *, config: Path, cwd: str, timeout: float) -> tuple[bytes, bytes]:
+    """Run COMMAND with ``/bin/sh -c`` (env CONFIG, cwd CWD); returns its stdout and stderr.
 
     The command runs in a process group of its own, killed as a whole on timeout, or by a
     watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs. What it
     leaves running in a session of its own after it has finished (a daemon, e.g. a FUSE
-    mount's) is left alone, as 1.6.4 did.
+    mount's) is left alone, as 1.6.4 did. Output is bounded (OUTPUT_LIMIT). Raises
+    CommandFailed on a timeout or a non-zero exit.
     """
     import subprocess  # only here: the generator never runs commands
     env = dict(os.environ, CONFIG=str(config))
@@ -249,13 +250,13 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
     except OSError as e:
-        raise _CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
+        raise CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
     watchdog = _watch_group(proc.pid)
     try:
         out, err = _bounded_output(proc, timeout)
     except TimeoutError:
         _kill_group(proc)
-        raise _CommandFailed(
+        raise CommandFailed(
             f"command {command!r} did not finish within {timeout:g} s (killed)"
         ) from None
     finally:
@@ -264,20 +265,26 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
         status = (f"exit status {proc.returncode}" if proc.returncode > 0
                   else f"killed by signal {-proc.returncode}")
         detail = _tail(err)
-        raise _CommandFailed(
+        raise CommandFailed(
             f"command {command!r} failed ({status})" + (f": {detail}" if detail else "")
         )
+    return out, err
+
+
+def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
+    """Run a ``!`` command (see run_shell); returns the first line of its output, stripped."""
+    out, err = run_shell(command, config=config, cwd=cwd, timeout=timeout)
     try:
         text = out.decode("utf-8")
     except UnicodeDecodeError:
-        raise _CommandFailed(f"command {command!r} printed invalid UTF-8") from None
+        raise CommandFailed(f"command {command!r} printed invalid UTF-8") from None
     first = text.split("\n", 1)[0].strip(_BLANKS)
     if "\0" in first:
-        raise _CommandFailed(f"command {command!r} printed a NUL byte")
+        raise CommandFailed(f"command {command!r} printed a NUL byte")
     if not first:
         what = "printed an empty first line" if text.strip() else "printed nothing"
         detail = _tail(err)
-        raise _CommandFailed(
+        raise CommandFailed(
             f"command {command!r} {what}" + (f" (stderr: {detail})" if detail else "")
         )
     return first
@@ -443,7 +450,7 @@ class _Parser:
         try:
             self.values[var] = run_command(command, config=self.path, cwd=cwd,
                                            timeout=self.timeout)
-        except _CommandFailed as e:
+        except CommandFailed as e:
             self.problem(var, str(e))
 
     # -- paths ----------------------------------------------------------------------------

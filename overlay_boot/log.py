@@ -37,6 +37,11 @@ def configure(tag: str | None = None, extra_fd: int | None = None) -> None:
     _prefix = _journal_prefix_wanted()
 
 
+def extra_fd() -> int | None:
+    """The LOG= file's descriptor, when one is configured."""
+    return _extra_fd
+
+
 def debug_enabled() -> bool:
     return _debug
 

@@ -2,8 +2,8 @@
 
 It runs the start sequence of docs/ARCHITECTURE.md, waits for PID 1, and tears everything down
 when PID 1 exits, whatever the reason. Only the standard library lives here for the whole life
-of the subhost: the cables are built by a short-lived child (pyroute2), readiness goes to
-systemd through the notify socket.
+of the subhost: the cables are built by the shared cable service or a short-lived child
+(pyroute2), readiness goes to systemd through the notify socket.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import cleanup, log, netns, state
-from .config import Config
+from .config import CommandFailed, Config, run_shell
 from .errors import SubhostError
 from .linux import boot, init
 
@@ -122,13 +122,13 @@ class Supervisor:
             net.build_cables_in_child(config.name, config.cables, config.vlans)
         self._check_stop()
 
-        init_script = run_init_command(config) if config.init else None
+        init_script = run_init_command(config) if config.init is not None else None
         control = open_control_socket(config.name)
         settings = init.InitSettings(
             name=config.name,
             start=config.start,
             script=init_script,
-            log_fd=_log_fd(),
+            log_fd=log.extra_fd(),
             control_fd=control.fileno(),
         )
         hooks_env = {"CONFIG": str(config.path)}
@@ -267,36 +267,22 @@ def describe_status(status: int) -> str:
 
 
 def run_init_command(config: Config) -> str:
-    """Run the INIT command on the host; its output is the subhost's start-up script."""
-    import subprocess
+    """Run the INIT command on the host; its output is the subhost's start-up script.
 
+    The same runner as `!` values: bounded output, a timeout, killed with the supervisor.
+    """
     assert config.init is not None
-    env = dict(os.environ, CONFIG=str(config.path))
-    result = subprocess.run(
-        ["/bin/sh", "-c", config.init],
-        cwd=str(config.base),
-        env=env,
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise SubhostError(f"INIT command {config.init!r} failed with status {result.returncode}")
-    return result.stdout.decode("utf-8", "replace")
-
-
-_LOG_FD: int | None = None
+    try:
+        out, _ = run_shell(config.init, config=config.path, cwd=str(config.base), timeout=60)
+    except CommandFailed as exc:
+        raise SubhostError(f"INIT: {exc}") from None
+    return out.decode("utf-8", "replace")
 
 
 def open_log(path: Path | None) -> None:
     """Open the LOG= file for appending; every later message is copied there."""
-    global _LOG_FD
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    _LOG_FD = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    log.configure(extra_fd=_LOG_FD)
-
-
-def _log_fd() -> int | None:
-    return _LOG_FD
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    log.configure(extra_fd=fd)

@@ -48,7 +48,7 @@ def spawn_subhost(
     every descriptor is closed in the child.
     """
     keep = {0, 1, 2, status_fd, *keep_fds}
-    log_fd = getattr(log, "_extra_fd", None)  # LOG= file: PID 1 keeps writing to it
+    log_fd = log.extra_fd()  # LOG= file: PID 1 keeps writing to it
     if log_fd is not None:
         keep.add(log_fd)
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

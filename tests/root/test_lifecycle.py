@@ -240,3 +240,23 @@ def test_several_lower_layers(subhost, scratch: Path) -> None:
         assert subhost.stop(subhost.name).returncode == 0
     finally:
         subprocess.run(["umount", str(layer)], check=True)
+
+
+def test_init_override_runs_inside(subhost) -> None:
+    """INIT= runs on the host; what it prints is the start-up script run inside (not START)."""
+    conf = subhost.config(
+        "BASE=.\nSTART=/nonexistent-start\n"
+        "INIT=echo 'echo \"$(hostname) via $CONFIG_SEEN\" > /run/init-ran'; "
+        "echo \"true # for $CONFIG\"\n"
+    )
+    subhost.start(conf)
+    assert subhost.go("cat", "/run/init-ran").stdout.startswith(f"{subhost.name} via")
+    assert "nonexistent-start" not in subhost.read_log()
+    assert subhost.stop(subhost.name).returncode == 0
+
+
+def test_failing_init_command_fails_the_start(subhost) -> None:
+    conf = subhost.config("BASE=.\nSTART=none\nINIT=echo oops >&2; exit 4\n")
+    result = subhost.start(conf, expect=1)
+    assert "INIT: command" in result.stderr and "exit status 4" in result.stderr
+    assert "oops" in result.stderr
