@@ -170,6 +170,11 @@ def _request(
             "login": login, "tty": tty}
 
 
+def shell_status(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
 def send_message(conn: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
     """One message of the control protocol: JSON, with FDS passed as SCM_RIGHTS."""
     data = json.dumps(message).encode()

@@ -156,6 +156,7 @@ def addresses_of(pid: int) -> list[str]:
 
 def enter(leader: int, command: list[str]) -> int:
     """Fallback: COMMAND (or a login shell) in all namespaces of LEADER, entered directly."""
+    from .. import control
     from ..linux import libc
 
     try:
@@ -180,7 +181,7 @@ def enter(leader: int, command: list[str]) -> int:
             if inner == 0:
                 _exec_inside(command)
             _, status = os.waitpid(inner, 0)
-            os._exit(shell_status(status))
+            os._exit(control.shell_status(status))
         except BaseException as exc:  # noqa: BLE001 - report anything, never return into main()
             sys.stderr.write(f"overlay-go: {exc}\n")
             os._exit(127)
@@ -192,12 +193,7 @@ def enter(leader: int, command: list[str]) -> int:
             break
         except InterruptedError:
             continue
-    return shell_status(status)
-
-
-def shell_status(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return control.shell_status(status)
 
 
 def _cgroup_procs_file(leader: int) -> str | None:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from overlay_boot import log
-from overlay_boot.control import receive_message, send_message
+from overlay_boot.control import receive_message, send_message, shell_status
 
 # Annotations only: `typing` stays out of PID 1's memory.
 TYPE_CHECKING = False
@@ -533,8 +533,7 @@ class _Control:
         conn = self.clients.pop(pid)
         if conn is None:
             return
-        code = os.waitstatus_to_exitcode(status)
-        _send(conn, {"exit": code if code >= 0 else 128 - code})
+        _send(conn, {"exit": shell_status(status)})
         self.poller.unregister(conn)
         self.running.pop(conn.fileno(), None)
         conn.close()
