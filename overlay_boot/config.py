@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from overlay_boot import capabilities as caps
 from overlay_boot import naming
 from overlay_boot.errors import ConfigError, Problem, SubhostError
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # the generator imports this module: keep its imports light
 
 KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
-    "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG",
+    "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG", "CAPABILITIES",
 )
 # Order in which `!` commands run (they may have side effects, e.g. overlay-diskfile mounts):
 # BASE first, because every other command runs in it.
@@ -116,6 +117,7 @@ class Config:
     postmount: str | None = None
     init: str | None = None
     log: Path | None = None
+    capabilities: caps.Grant = caps.Grant()  # CAPABILITIES=: beyond the default
     warnings: tuple[str, ...] = ()
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     unresolved: frozenset[str] = frozenset()
@@ -542,6 +544,19 @@ class _Parser:
             )
         return value
 
+    def capabilities_of(self) -> caps.Grant:
+        """CAPABILITIES= is read literally: a grant of power is never computed by a command."""
+        a = self.first.get("CAPABILITIES")
+        if a is None or not a.value:
+            return caps.Grant()
+        if a.value.startswith("!"):
+            self.problem("CAPABILITIES", "CAPABILITIES is never a command: list the names")
+            return caps.Grant()
+        grant, why = caps.parse(a.value)
+        if why:
+            self.problem("CAPABILITIES", why)
+        return grant
+
     def cables_of(self, name: str, name_ok: bool) -> tuple[tuple[Cable, ...], tuple[Vlan, ...]]:
         if "CABLES" in self.unresolved or "CABLES" not in self.values:
             return (), ()
@@ -682,6 +697,7 @@ def load_config(path: str | Path, *, evaluate: bool = True,
     cables, vlans = p.cables_of(name, name_ok)
     start = p.start_of()
     ram_size = p.ram_size_of()
+    granted = p.capabilities_of()
     shares = p.shares_of(share_lines, base, lower)
     log_value = p.values.get("LOG")
     log = None if log_value in (None, "none") else p.path_of("LOG", base, None)
@@ -696,6 +712,6 @@ def load_config(path: str | Path, *, evaluate: bool = True,
         path=abspath, name=name, base=base, live=live, upper=upper, work=work, lower=lower,
         cables=cables, vlans=vlans, start=start, ram_size=ram_size, shares=shares,
         premount=p.values.get("PREMOUNT"), postmount=p.values.get("POSTMOUNT"),
-        init=p.values.get("INIT"), log=log, warnings=tuple(warnings),
+        init=p.values.get("INIT"), log=log, capabilities=granted, warnings=tuple(warnings),
         lines=MappingProxyType(lines), unresolved=frozenset(p.unresolved),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import cleanup, log, netns, state
+from . import cleanup, log, neighbours, netns, state
 from .config import CommandFailed, Config, run_shell
 from .errors import SubhostError
 from .linux import boot, init
@@ -146,6 +146,7 @@ class Supervisor:
                 lambda fd: init.run(settings, fd),
                 hooks_env,
                 keep_fds=(control.fileno(),),
+                hidden=neighbours.other_subhost_dirs(config),
             )
         finally:
             os.close(write_fd)

@@ -11,10 +11,11 @@ import os
 import select
 import signal
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from overlay_boot import log
-from overlay_boot.linux import libc, mounts
+from overlay_boot.capabilities import Grant
+from overlay_boot.linux import confine, libc, mounts
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -38,6 +39,7 @@ def spawn_subhost(
     *,
     journal_socket: Path | None = mounts.JOURNAL_DEV_LOG,
     keep_fds: Iterable[int] = (),
+    hidden: Iterable[Path] = (),
 ) -> int:
     """Fork PID 1 of the subhost ``config`` and return its PID (as seen from the host).
 
@@ -45,7 +47,8 @@ def spawn_subhost(
     ``status_fd`` is the write end of the status pipe (``ERROR …`` lines come from here, the
     rest from ``run_init``). ``hooks_env`` is added to the caller's environment for PREMOUNT
     and POSTMOUNT. Besides stdio, ``status_fd``, ``keep_fds`` and the log's ``LOG=`` file,
-    every descriptor is closed in the child.
+    every descriptor is closed in the child. ``hidden``: other subhosts' directories, masked
+    inside (``mounts.plan_inside``).
     """
     keep = {0, 1, 2, status_fd, *keep_fds}
     log_fd = log.extra_fd()  # LOG= file: PID 1 keeps writing to it
@@ -63,7 +66,7 @@ def spawn_subhost(
             pid = os.fork()
             if pid == 0:
                 _pid1(config, Path(netns_path), status_fd, run_init, dict(hooks_env),
-                      journal_socket, keep, parent)
+                      journal_socket, keep, parent, tuple(hidden))
         finally:
             # In the parent only (the child never leaves _pid1): later children of the
             # supervisor (cables, hooks, overlay-go helpers) stay in the host PID namespace.
@@ -85,13 +88,14 @@ def _pid1(
     journal_socket: Path | None,
     keep: set[int],
     parent: int,
+    hidden: tuple[Path, ...],
 ) -> NoReturn:
     """The forked child: set up, then become init. Never returns into the caller's stack."""
     code = 1
     try:
         try:
             _prepare_process(keep, parent)
-            _build_subhost(config, netns_path, hooks_env, journal_socket)
+            _build_subhost(config, netns_path, hooks_env, journal_socket, hidden)
             built = True
         except BaseException as exc:  # anything before init: report it and die
             message = _message(exc)
@@ -141,9 +145,11 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def _build_subhost(
-    config: Any, netns_path: Path, hooks_env: dict[str, str], journal_socket: Path | None
+    config: Any, netns_path: Path, hooks_env: dict[str, str], journal_socket: Path | None,
+    hidden: tuple[Path, ...] = (),
 ) -> None:
-    """The start steps of docs/ARCHITECTURE.md, in order, up to the pivot_root."""
+    """The start steps of docs/ARCHITECTURE.md, in order, up to the pivot_root and the
+    confinement that every process of the subhost inherits from PID 1."""
     name, live, upper = config.name, Path(config.live), Path(config.upper)
 
     # Namespaces: the new PID namespace exists already (we are its PID 1); the network
@@ -164,7 +170,8 @@ def _build_subhost(
 
     for op in mounts.plan_root(config):
         _step(op.describe(), op.execute, Path("/"))
-    for op in mounts.plan_inside(config, journal_socket):
+    inside = mounts.plan_inside(config, journal_socket, [PurePosixPath(p) for p in hidden])
+    for op in inside:
         _step(f"{op.describe()} in {live}", op.execute, live)
 
     if config.postmount:
@@ -178,6 +185,11 @@ def _build_subhost(
     _step(f"pivot_root {live}", libc.pivot_root, ".", ".")
     _step(f"detach the host root from {live}", libc.umount2, ".", libc.MNT_DETACH)
     _step("chdir /", os.chdir, "/")
+    # Before any process of the subhost exists. Processes PREMOUNT or POSTMOUNT left running
+    # keep every capability, and so stay out of reach: the subhost's root has no
+    # CAP_SYS_PTRACE (their /proc/PID/cwd, /fd, /root need it).
+    grant = getattr(config, "capabilities", None) or Grant()
+    _step("confine the subhost (capabilities, seccomp)", confine.confine, grant, name)
 
 
 def _step(what: str, func: Callable[..., object], *args: object) -> None:

@@ -206,3 +206,109 @@ def move_mount(from_fd: int, to_path: PathLike, from_path: PathLike = "",
             ctypes.c_int(to_dirfd), _c_str(_fs(to_path)), ctypes.c_uint(flags))
     _check(_libc.syscall(*args), "move_mount", os.fspath(to_path))
 
+
+
+# --- mount_setattr(2), openat2(2) ----------------------------------------------------------------
+SYS_OPENAT2 = 437
+SYS_MOUNT_SETATTR = 442
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  propagation: int = 0) -> None:
+    """mount_setattr(2): add (``attr_set``) or clear mount attributes, change propagation.
+
+    Unlike a ``MS_REMOUNT|MS_BIND`` remount it leaves every attribute not named as it was.
+    """
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    args = (ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _c_str(_fs(path)),
+            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(_libc.syscall(*args), "mount_setattr", path or _fd_name(dirfd))
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open ``path`` below ``dirfd`` under the ``resolve`` restrictions."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    args = (ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), _c_str(_fs(path)),
+            ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(_libc.syscall(*args), "open", path)
+
+
+# --- capabilities, dumpability, seccomp ----------------------------------------------------------
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+PR_SET_SECCOMP = 22
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+_libc.capset.restype = ctypes.c_int
+_libc.capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+_libc.capget.restype = ctypes.c_int
+
+
+def capget() -> tuple[int, int, int]:
+    """capget(2) of the calling thread: (effective, permitted, inheritable) as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget", "self")
+    return tuple(  # type: ignore[return-value]
+        getattr(data[0], f) | getattr(data[1], f) << 32
+        for f in ("effective", "permitted", "inheritable")
+    )
+
+
+def capset(effective: int, permitted: int, inheritable: int = 0) -> None:
+    """capset(2) of the calling thread: three 64-bit capability masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset", hex(permitted))
+
+
+def seccomp_filter(program: bytes) -> None:
+    """Install a classic-BPF seccomp filter (``program``: packed ``struct sock_filter``s)."""
+
+    class _SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    prog = _SockFprog(len(program) // 8, program)
+    result = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                         ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(result, "prctl", "PR_SET_SECCOMP")

@@ -3,9 +3,14 @@
 Two plans: ``plan_root`` makes LIVE the subhost's root (SPEC §2.1) and is executed against the
 host's ``/``; ``plan_inside`` fills LIVE (SPEC §3) and is executed against LIVE. Targets are
 absolute paths *as seen from the root they are executed against*: ``execute(root)`` resolves
-them like a chroot would (an absolute symlink in the subhost's tree points into LIVE, never to
-the host), so nothing a subhost put in its UPPER can redirect a mount or a write to the host.
-Sources of binds are host paths.
+them by descriptor inside that root (``linux/resolve.py``: ``openat2(RESOLVE_IN_ROOT)``), so
+nothing a subhost put in its UPPER can redirect a mount or a write to the host. Sources of
+binds are host paths (from the config, not from the subhost).
+
+Confinement (README "Security model"): the root is ``nodev``; ``/proc/sys`` (but its ``net``),
+``/sys`` and ``/etc/adjtime`` are read-only; ``/proc`` files that reach the host's kernel are
+masked; other subhosts' directories are masked — unless CAPABILITIES= grants ``sys_admin``
+(which could undo all that) or ``all`` (1.6.4's unconfined subhost).
 
 Planning only reads the host where a choice needs it (is a SHARE source a LOWER?, does the
 journal socket exist?); everything about LIVE's contents is decided when executing.
@@ -13,14 +18,13 @@ journal socket exist?); everything about LIVE's contents is decided when executi
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from overlay_boot.linux import libc
+from overlay_boot.linux import libc, resolve
 
 TTY_GID = 5  # Debian's fixed "tty" group, as devpts' gid=5 option
 
@@ -44,62 +48,72 @@ if TYPE_CHECKING:
 
 # --- path handling --------------------------------------------------------------------------
 
-def resolve_in(root: Path, path: PurePosixPath | str, max_links: int = 40) -> Path:
-    """``root`` + ``path`` with every symlink resolved as if ``root`` were ``/``.
+class _Tree:
+    """The tree an operation acts in, as a descriptor (``resolve.open_root``)."""
 
-    Missing components are kept as they are (they are about to be created).
-    """
-    todo = list(PurePosixPath(path).parts)
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part in ("/", ".", ""):
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        try:
-            target = os.readlink(root.joinpath(*done, part))
-        except OSError:  # not a symlink, missing, or below a non-directory
-            done.append(part)
-            continue
-        links += 1
-        if links > max_links:
-            where = root.joinpath(*done, part)
-            raise OSError(errno.ELOOP, f"resolve {where}: {os.strerror(errno.ELOOP)}")
-        if target.startswith("/"):
-            done = []
-        todo[:0] = PurePosixPath(target).parts
-    return root.joinpath(*done)
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fd = resolve.open_root(root)
+
+    def __enter__(self) -> _Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def where(self, path: PurePosixPath) -> str:
+        """``path`` for messages: inside LIVE or UPPER as the host sees it."""
+        return str(self.root.joinpath(str(path).lstrip("/")))
+
+    def open(self, path: PurePosixPath, create: str | None = None) -> int:
+        return resolve.open_in(self.fd, path, create)
+
+    def parent(self, path: PurePosixPath) -> tuple[int, str]:
+        return resolve.open_parent_in(self.fd, path)
 
 
-def _make_dirs(path: Path) -> None:
-    """``mkdir -p`` with 0755 directories, failing with a message that names the path."""
-    try:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-    except OSError as exc:
-        raise OSError(exc.errno, f"mkdir {path}: {os.strerror(exc.errno or 0)}") from None
-
-
-def _make_file(path: Path) -> None:
-    """An empty file to mount a non-directory onto (kept when anything non-dir is there)."""
-    if os.path.lexists(path):
-        return
-    _make_dirs(path.parent)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
-    except OSError as exc:
-        raise OSError(exc.errno, f"create {path}: {os.strerror(exc.errno or 0)}") from None
-
-
-def _os_error(call: str, path: Path, exc: OSError) -> OSError:
+def _os_error(call: str, path: str | Path, exc: OSError) -> OSError:
     return OSError(exc.errno, f"{call} {path}: {os.strerror(exc.errno or 0)}")
 
 
-def _opts(options: str) -> str:
-    return f" ({options})" if options else ""
+def _opts(options: str, flags: int = 0) -> str:
+    words = [options] if options else []
+    words += [word for bit, word in _FLAG_WORDS if flags & bit]
+    return f" ({', '.join(words)})" if words else ""
+
+
+_FLAG_WORDS = ((libc.MS_RDONLY, "read-only"), (libc.MS_NOSUID, "nosuid"),
+               (libc.MS_NODEV, "nodev"), (libc.MS_NOEXEC, "noexec"))
+
+
+def _mount_on(tree: _Tree, target: PurePosixPath, source: str | Path | None,
+              fstype: str | None, flags: int, options: str | None = None,
+              create: str | None = resolve.DIR) -> None:
+    """mount(2) onto ``target`` in ``tree``, reached by descriptor (see ``linux/resolve.py``)."""
+    try:
+        fd = tree.open(target, create)
+    except OSError as exc:
+        raise _os_error("open", tree.where(target), exc) from None
+    try:
+        libc.mount(source, resolve.fd_path(fd), fstype, flags, options)
+    except OSError as exc:
+        raise _os_error("mount", tree.where(target), exc) from None
+    finally:
+        os.close(fd)
+
+
+def _set_attributes(tree: _Tree, target: PurePosixPath, attributes: int,
+                    recursive: bool = False) -> None:
+    """Add mount attributes (read-only, nodev…) to the mount now at ``target``, keeping the
+    others as they are (a ``MS_REMOUNT`` would reset them)."""
+    fd = tree.open(target)
+    try:
+        flags = libc.AT_EMPTY_PATH | (libc.AT_RECURSIVE if recursive else 0)
+        libc.mount_setattr(fd, "", flags, attr_set=attributes)
+    except OSError as exc:
+        raise _os_error("mount_setattr", tree.where(target), exc) from None
+    finally:
+        os.close(fd)
 
 
 # --- operations ---------------------------------------------------------------------------
@@ -113,15 +127,23 @@ class MakeDir:
         return f"mkdir {self.path} (mode {self.mode:o})"
 
     def execute(self, root: Path) -> None:
-        path = resolve_in(root, self.path)
-        if path.is_dir():
-            return
-        _make_dirs(path.parent)
-        try:
-            os.mkdir(path, self.mode)
-            os.chmod(path, self.mode)  # past the umask, and sticky bits
-        except OSError as exc:
-            raise _os_error("mkdir", path, exc) from None
+        with _Tree(root) as tree:
+            parent, name = tree.parent(self.path)
+            try:
+                try:
+                    os.mkdir(name, self.mode, dir_fd=parent)
+                except FileExistsError:
+                    pass  # a directory already (else the open below says what it is)
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=parent)
+                try:
+                    os.fchmod(fd, self.mode)  # past the umask, and sticky bits
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise _os_error("mkdir", tree.where(self.path), exc) from None
+            finally:
+                os.close(parent)
 
 
 @dataclass(frozen=True)
@@ -135,12 +157,13 @@ class Mount:
     flags: int = 0
 
     def describe(self) -> str:
-        return f"mount {self.fstype} {self.source} on {self.target}{_opts(self.options)}"
+        return (f"mount {self.fstype} {self.source} on {self.target}"
+                f"{_opts(self.options, self.flags)}")
 
     def execute(self, root: Path) -> None:
-        target = resolve_in(root, self.target)
-        _make_dirs(target)
-        libc.mount(self.source, target, self.fstype, self.flags, self.options or None)
+        with _Tree(root) as tree:
+            _mount_on(tree, self.target, self.source, self.fstype, self.flags,
+                      self.options or None)
 
 
 @dataclass(frozen=True)
@@ -149,19 +172,20 @@ class Tmpfs:
     mode: int = 0o755
     size: str | None = None
     flags: int = libc.MS_NOSUID | libc.MS_NODEV
+    extra: str = ""  # more mount options (nr_inodes=…)
 
     @property
     def options(self) -> str:
         size = f",size={self.size}" if self.size else ""
-        return f"mode={self.mode:o}{size}"
+        extra = f",{self.extra}" if self.extra else ""
+        return f"mode={self.mode:o}{size}{extra}"
 
     def describe(self) -> str:
-        return f"mount tmpfs on {self.target} ({self.options})"
+        return f"mount tmpfs on {self.target}{_opts(self.options, self.flags)}"
 
     def execute(self, root: Path) -> None:
-        target = resolve_in(root, self.target)
-        _make_dirs(target)
-        libc.mount("tmpfs", target, "tmpfs", self.flags, self.options)
+        with _Tree(root) as tree:
+            _mount_on(tree, self.target, "tmpfs", "tmpfs", self.flags, self.options)
 
 
 @dataclass(frozen=True)
@@ -170,36 +194,43 @@ class Bind:
 
     ``create``: make a missing target like the source (a directory for a directory, an empty
     file for anything else). ``optional``: do nothing when source or target is missing.
+    ``attributes``: mount attributes added to the bind (``MOUNT_ATTR_RDONLY``, ``_NODEV``…),
+    the source mount's others kept.
     """
 
     source: Path
     target: PurePosixPath
     recursive: bool = False
-    readonly: bool = False
+    attributes: int = 0
     create: bool = False
     optional: bool = False
     note: str = ""
 
     def describe(self) -> str:
         kind = "rbind" if self.recursive else "bind"
-        extras = [w for w, on in (("read-only", self.readonly), ("if both exist", self.optional),
+        extras = [w for w, on in (("read-only", self.attributes & libc.MOUNT_ATTR_RDONLY),
+                                  ("nodev", self.attributes & libc.MOUNT_ATTR_NODEV),
+                                  ("if both exist", self.optional),
                                   (self.note, bool(self.note))) if on]
         tail = f" ({', '.join(extras)})" if extras else ""
         return f"{kind} {self.source} onto {self.target}{tail}"
 
     def execute(self, root: Path) -> None:
-        target = resolve_in(root, self.target)
-        if self.optional and not (self.source.exists() and target.exists()):
-            return
-        if self.create:
-            if self.source.is_dir():
-                _make_dirs(target)
-            else:
-                _make_file(target)
-        flags = libc.MS_BIND | (libc.MS_REC if self.recursive else 0)
-        libc.mount(self.source, target, None, flags)
-        if self.readonly:
-            libc.mount(None, target, None, flags | libc.MS_REMOUNT | libc.MS_RDONLY)
+        with _Tree(root) as tree:
+            if self.optional and not os.path.exists(self.source):
+                return
+            create = None
+            if self.create:
+                create = resolve.DIR if os.path.isdir(self.source) else resolve.FILE
+            elif self.optional:
+                try:
+                    os.close(tree.open(self.target))
+                except OSError:
+                    return
+            flags = libc.MS_BIND | (libc.MS_REC if self.recursive else 0)
+            _mount_on(tree, self.target, self.source, None, flags, create=create)
+            if self.attributes:
+                _set_attributes(tree, self.target, self.attributes, self.recursive)
 
 
 @dataclass(frozen=True)
@@ -217,13 +248,17 @@ class MakeNode:
         return f"mknod {self.path} c {self.major} {self.minor} (mode {self.mode:o}{group})"
 
     def execute(self, root: Path) -> None:
-        path = resolve_in(root, self.path)
-        try:
-            os.mknod(path, stat.S_IFCHR | self.mode, os.makedev(self.major, self.minor))
-            os.chmod(path, self.mode)
-            os.chown(path, 0, self.gid)
-        except OSError as exc:
-            raise _os_error("mknod", path, exc) from None
+        with _Tree(root) as tree:
+            parent, name = tree.parent(self.path)
+            try:
+                os.mknod(name, stat.S_IFCHR | self.mode, os.makedev(self.major, self.minor),
+                         dir_fd=parent)
+                os.chmod(name, self.mode, dir_fd=parent)
+                os.chown(name, 0, self.gid, dir_fd=parent, follow_symlinks=False)
+            except OSError as exc:
+                raise _os_error("mknod", tree.where(self.path), exc) from None
+            finally:
+                os.close(parent)
 
 
 @dataclass(frozen=True)
@@ -237,13 +272,16 @@ class Symlink:
         return f"symlink {self.path} -> {self.target}"
 
     def execute(self, root: Path) -> None:
-        path = resolve_in(root, self.path.parent) / self.path.name
-        try:
-            if path.is_symlink():
-                path.unlink()
-            os.symlink(self.target, path)
-        except OSError as exc:
-            raise _os_error("symlink", path, exc) from None
+        with _Tree(root) as tree:
+            parent, name = tree.parent(self.path)
+            try:
+                if stat.S_ISLNK(_lstat_mode(parent, name)):
+                    os.unlink(name, dir_fd=parent)
+                os.symlink(self.target, name, dir_fd=parent)
+            except OSError as exc:
+                raise _os_error("symlink", tree.where(self.path), exc) from None
+            finally:
+                os.close(parent)
 
 
 @dataclass(frozen=True)
@@ -257,21 +295,109 @@ class WriteFile:
         cond = ", unless it exists" if self.only_if_missing else ""
         return f"write {self.path} ({len(self.content.encode())} bytes{cond})"
 
-    def execute(self, root: Path) -> None:
-        path = resolve_in(root, self.path.parent) / self.path.name  # never follows a final link
-        if self.only_if_missing and os.path.lexists(path):
-            return
-        _make_dirs(path.parent)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-        try:
-            fd = os.open(path, flags, self.mode)
+    def execute(self, root: Path) -> bool:
+        """True when written. A final symlink is never followed."""
+        with _Tree(root) as tree:
+            parent, name = tree.parent(self.path)
             try:
-                os.write(fd, self.content.encode())
-                os.fchmod(fd, self.mode)
+                if self.only_if_missing and _lstat_mode(parent, name):
+                    return False
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+                fd = os.open(name, flags, self.mode, dir_fd=parent)
+                try:
+                    os.write(fd, self.content.encode())
+                    os.fchmod(fd, self.mode)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise _os_error("write", tree.where(self.path), exc) from None
+            finally:
+                os.close(parent)
+        return True
+
+
+@dataclass(frozen=True)
+class SelfBind:
+    """Bind ``target`` (inside the tree) onto itself, to give that subtree its own mount
+    attributes: ``set`` (e.g. read-only) and ``clear``. Nothing when it does not exist."""
+
+    target: PurePosixPath
+    set: int = 0
+    clear: int = 0
+
+    def describe(self) -> str:
+        how = "read-only" if self.set & libc.MOUNT_ATTR_RDONLY else "writable"
+        return f"make {self.target} {how} (if it exists)"
+
+    def execute(self, root: Path) -> None:
+        with _Tree(root) as tree:
+            try:
+                fd = tree.open(self.target)
+            except FileNotFoundError:
+                return
+            try:
+                here = resolve.fd_path(fd)
+                libc.mount(here, here, None, libc.MS_BIND)
+            except OSError as exc:
+                raise _os_error("bind", tree.where(self.target), exc) from None
             finally:
                 os.close(fd)
-        except OSError as exc:
-            raise _os_error("write", path, exc) from None
+            fd = tree.open(self.target)  # the new mount, not the directory it covers
+            try:
+                libc.mount_setattr(fd, "", libc.AT_EMPTY_PATH, self.set, self.clear)
+            except OSError as exc:
+                raise _os_error("mount_setattr", tree.where(self.target), exc) from None
+            finally:
+                os.close(fd)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Hide ``target`` if it exists: an empty read-only tmpfs over a directory, the tree's
+    own ``/dev/null`` (read-only, ``nodev``: every open fails) over anything else."""
+
+    target: PurePosixPath
+    note: str = ""
+
+    def describe(self) -> str:
+        whose = f" ({self.note})" if self.note else ""
+        return f"mask {self.target}{whose} (if it exists)"
+
+    def execute(self, root: Path) -> None:
+        with _Tree(root) as tree:
+            try:
+                fd = tree.open(self.target)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            try:
+                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+                here = resolve.fd_path(fd)
+                if is_dir:
+                    libc.mount("tmpfs", here, "tmpfs", _MASK_FLAGS, "mode=0,size=4k")
+                else:
+                    null = tree.open(_p("/dev/null"))
+                    try:
+                        libc.mount(resolve.fd_path(null), here, None, libc.MS_BIND)
+                    finally:
+                        os.close(null)
+            except OSError as exc:
+                raise _os_error("mask", tree.where(self.target), exc) from None
+            finally:
+                os.close(fd)
+            if not is_dir:
+                _set_attributes(tree, self.target,
+                                libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NODEV)
+
+
+_MASK_FLAGS = libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+
+
+def _lstat_mode(dir_fd: int, name: str) -> int:
+    """The file type and mode of ``name`` in ``dir_fd`` (not followed); 0 when missing."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return 0
 
 
 # --- plans --------------------------------------------------------------------------------
@@ -293,17 +419,35 @@ def overlay_options(lower: Iterable[Path], upper: Path, work: Path) -> str:
     return f"lowerdir={lowerdir},upperdir={_escape_overlay(upper)},workdir={_escape_overlay(work)}"
 
 
+def _confined(config: Any) -> bool:
+    """False only for CAPABILITIES=all: the subhost then gets 1.6.4's unconfined tree."""
+    grant = getattr(config, "capabilities", None)
+    return not (grant is not None and grant.everything)
+
+
+def _kernel_interfaces_protected(config: Any) -> bool:
+    grant = getattr(config, "capabilities", None)
+    return not (grant is not None and grant.kernel_interfaces_writable)
+
+
 def plan_root(config: Any) -> list[Op]:
-    """Make LIVE the subhost's root (SPEC §2.1); execute with ``root=Path("/")``."""
+    """Make LIVE the subhost's root (SPEC §2.1); execute with ``root=Path("/")``.
+
+    The root is ``nodev``: a device node the subhost finds in its tree (in LOWER, or planted
+    in UPPER) opens nothing; its own ``/dev`` is a tmpfs of its own.
+    """
     live = _p(config.live)
+    nodev = libc.MOUNT_ATTR_NODEV if _confined(config) else 0
     if config.variant == "overlay":
         options = overlay_options(config.lower, config.upper, config.work)
-        return [Mount(live, "overlay", config.name, options)]
+        flags = libc.MS_NODEV if nodev else 0
+        return [Mount(live, "overlay", config.name, options, flags)]
     if config.variant == "bind":
-        return [Bind(Path(config.upper), live)]
+        return [Bind(Path(config.upper), live, attributes=nodev)]
     # Pre-mounted: LIVE is used as it is. Binding it onto itself (in the subhost's own mount
     # namespace only) makes sure it is a mount point, which pivot_root requires.
-    return [Bind(Path(config.live), live, recursive=True, note="a mount point for pivot_root")]
+    return [Bind(Path(config.live), live, recursive=True, attributes=nodev,
+                 note="a mount point for pivot_root")]
 
 
 def _dev_plan() -> list[Op]:
@@ -325,10 +469,38 @@ def _dev_plan() -> list[Op]:
         Symlink(dev / "stdin", "/proc/self/fd/0"),
         Symlink(dev / "stdout", "/proc/self/fd/1"),
         Symlink(dev / "stderr", "/proc/self/fd/2"),
-        Tmpfs(dev / "shm", 0o1777),
-        Mount(dev / "pts", "devpts", "devpts", f"newinstance,ptmxmode=0666,mode=620,gid={TTY_GID}",
+        # Bounded like Docker's: without size= a tmpfs may take half the host's memory.
+        Tmpfs(dev / "shm", 0o1777, SHM_SIZE),
+        # max=: ptys of this instance are bounded too (kernel.pty.max is host-wide).
+        Mount(dev / "pts", "devpts", "devpts",
+              f"newinstance,ptmxmode=0666,mode=620,gid={TTY_GID},max={PTY_MAX}",
               libc.MS_NOSUID | libc.MS_NOEXEC),
     ]
+    return ops
+
+
+#: Size of the subhost's /dev/shm, and how many ptys its devpts instance may hand out.
+SHM_SIZE = "64M"
+PTY_MAX = 1024
+
+#: /proc files that give away or act on the host's kernel: masked (open fails with EACCES).
+PROC_MASKED = ("kcore", "keys", "key-users", "kallsyms", "timer_list", "sched_debug",
+               "latency_stats", "timer_stats", "kpagecount", "kpageflags", "kpagecgroup",
+               "vmallocinfo", "sysrq-trigger")
+#: /proc directories of host hardware and kernel-global knobs: read-only.
+PROC_READ_ONLY = ("sys", "acpi", "apm", "asound", "bus", "fs", "irq", "scsi", "driver")
+
+
+def _proc_plan(config: Any) -> list[Op]:
+    kernel_fs = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+    ops: list[Op] = [Mount(_p("/proc"), "proc", "proc", flags=kernel_fs)]
+    if not _kernel_interfaces_protected(config):
+        return ops
+    proc = _p("/proc")
+    ops += [SelfBind(proc / d, set=libc.MOUNT_ATTR_RDONLY) for d in PROC_READ_ONLY]
+    # The network sysctls are the subhost's own (its network namespace): writable again.
+    ops.append(SelfBind(proc / "sys/net", clear=libc.MOUNT_ATTR_RDONLY))
+    ops += [Mask(proc / f) for f in PROC_MASKED]
     return ops
 
 
@@ -337,25 +509,58 @@ def _is_lower(source: Path, lower: Iterable[Path]) -> bool:
     return any(real == os.path.realpath(p) for p in lower)
 
 
-def plan_inside(config: Any, journal_socket: Path | None = None) -> list[Op]:
-    """What goes into LIVE (SPEC §3); execute with ``root=config.live`` after ``plan_root``."""
+def _share_attributes(source: Path, config: Any) -> int:
+    """A shared directory is ``nodev``; a shared device node is the admin's explicit grant."""
+    if not _confined(config):
+        return 0
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return libc.MOUNT_ATTR_NODEV
+    return 0 if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else libc.MOUNT_ATTR_NODEV
+
+
+def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def plan_inside(config: Any, journal_socket: Path | None = None,
+                hidden: Iterable[PurePosixPath] = ()) -> list[Op]:
+    """What goes into LIVE (SPEC §3); execute with ``root=config.live`` after ``plan_root``.
+
+    ``hidden``: host paths of other subhosts (their BASE, UPPER, WORK, LIVE), masked where
+    they show in this subhost's tree (they lie in the host's root filesystem, its LOWER).
+    """
     kernel_fs = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+    protect = _kernel_interfaces_protected(config)
     ops = _dev_plan()
-    ops.append(Mount(_p("/proc"), "proc", "proc", flags=kernel_fs))
-    ops.append(Mount(_p("/sys"), "sysfs", "sysfs", flags=kernel_fs))
+    ops += _proc_plan(config)
+    ops.append(Mount(_p("/sys"), "sysfs", "sysfs",
+                     flags=kernel_fs | (libc.MS_RDONLY if protect else 0)))
     if config.ram_size is not None:
         ops.append(Tmpfs(_p("/run"), 0o755, config.ram_size))
         ops.append(MakeDir(_p("/run/lock"), 0o1777))
-    ops.append(Bind(Path("/etc/adjtime"), _p("/etc/adjtime"), optional=True))
+    # Read-only: it sets how the host's clock is read at its next boot.
+    adjtime_attributes = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NODEV if protect else 0
+    ops.append(Bind(Path("/etc/adjtime"), _p("/etc/adjtime"), attributes=adjtime_attributes,
+                    optional=True))
+    kept = [_p(share.target) for share in config.shares]
     if journal_socket is not None and journal_socket.exists():
+        kept.append(_INSIDE_DEV_LOG)
         # A symlink, not a bind onto /dev/log: a syslog daemon started inside can replace it.
         ops.append(Bind(journal_socket, _INSIDE_DEV_LOG, create=True))
         ops.append(Symlink(_p("/dev/log"), str(_INSIDE_DEV_LOG)))
+    own = [_p(p) for p in (config.base, config.upper, config.work, config.live) if p]
+    for path in sorted(set(hidden)):
+        if not any(_overlaps(path, other) for other in kept) \
+                and not any(path == o or path in o.parents for o in own):
+            ops.append(Mask(path, note="another subhost's"))
     for share in config.shares:
         if _is_lower(share.source, config.lower):
             continue
         # Not recursive, as 1.6.4's `mount --bind`: mounts below the source stay outside.
-        ops.append(Bind(Path(share.source), _p(share.target), create=True))
+        ops.append(Bind(Path(share.source), _p(share.target), create=True,
+                        attributes=_share_attributes(Path(share.source), config)))
     return ops
 
 
@@ -381,14 +586,11 @@ def write_default_interfaces(upper: Path, name: str, cables: Iterable[Any]) -> b
     """
     op = WriteFile(_p("/etc/network/interfaces"), interfaces_text(name, cables),
                    only_if_missing=True)
-    if os.path.lexists(resolve_in(upper, op.path.parent) / op.path.name):
-        return False
-    op.execute(upper)
-    return True
+    return op.execute(upper)
 
 
 __all__ = [
-    "JOURNAL_DEV_LOG", "Bind", "MakeDir", "MakeNode", "Mount", "Symlink", "Tmpfs",
-    "WriteFile", "interfaces_text", "overlay_options", "plan_inside", "plan_root", "resolve_in",
-    "write_default_interfaces",
+    "JOURNAL_DEV_LOG", "Bind", "MakeDir", "MakeNode", "Mask", "Mount", "SelfBind",
+    "Symlink", "Tmpfs", "WriteFile", "interfaces_text", "overlay_options", "plan_inside",
+    "plan_root", "write_default_interfaces",
 ]

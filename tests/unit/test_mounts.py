@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from overlay_boot import capabilities as caps
 from overlay_boot.config import Cable, Config, Share
 from overlay_boot.linux.mounts import (
     MakeDir,
@@ -17,9 +18,9 @@ from overlay_boot.linux.mounts import (
     overlay_options,
     plan_inside,
     plan_root,
-    resolve_in,
     write_default_interfaces,
 )
+from overlay_boot.linux.resolve import open_in, open_root, path_inside
 
 
 def config(tmp: Path, **kw) -> Config:
@@ -41,7 +42,7 @@ def test_root_overlay(tmp_path: Path) -> None:
     c = config(tmp_path)
     assert describe(plan_root(c)) == [
         f"mount overlay sub on {tmp_path}/live "
-        f"(lowerdir=/,upperdir={tmp_path}/root,workdir={tmp_path}/work)"
+        f"(lowerdir=/,upperdir={tmp_path}/root,workdir={tmp_path}/work, nodev)"
     ]
 
 
@@ -63,7 +64,7 @@ def test_root_bind(tmp_path: Path) -> None:
     tree.mkdir()
     c = config(tmp_path, upper=tree, lower=(tree,))
     assert c.variant == "bind"
-    assert describe(plan_root(c)) == [f"bind {tree} onto {tmp_path}/live"]
+    assert describe(plan_root(c)) == [f"bind {tree} onto {tmp_path}/live (nodev)"]
 
 
 def test_root_premounted_is_only_made_a_mount_point(tmp_path: Path) -> None:
@@ -71,13 +72,19 @@ def test_root_premounted_is_only_made_a_mount_point(tmp_path: Path) -> None:
     live.mkdir()
     c = config(tmp_path, upper=live, lower=(live,))
     assert c.variant == "premounted"
-    assert describe(plan_root(c)) == [f"rbind {live} onto {live} (a mount point for pivot_root)"]
+    assert describe(plan_root(c)) == [
+        f"rbind {live} onto {live} (nodev, a mount point for pivot_root)"]
+
+
+def test_root_unconfined_with_capabilities_all(tmp_path: Path) -> None:
+    c = config(tmp_path, capabilities=caps.Grant(everything=True))
+    assert "nodev" not in describe(plan_root(c))[0]
 
 
 # --- plan_inside ----------------------------------------------------------------------------
 
 DEV = [
-    "mount tmpfs on /dev (mode=755,size=4M)",
+    "mount tmpfs on /dev (mode=755,size=4M, nosuid)",
     "mknod /dev/null c 1 3 (mode 666)",
     "mknod /dev/zero c 1 5 (mode 666)",
     "mknod /dev/full c 1 7 (mode 666)",
@@ -90,11 +97,20 @@ DEV = [
     "symlink /dev/stdin -> /proc/self/fd/0",
     "symlink /dev/stdout -> /proc/self/fd/1",
     "symlink /dev/stderr -> /proc/self/fd/2",
-    "mount tmpfs on /dev/shm (mode=1777)",
-    "mount devpts devpts on /dev/pts (newinstance,ptmxmode=0666,mode=620,gid=5)",
-    "mount proc proc on /proc",
-    "mount sysfs sysfs on /sys",
+    "mount tmpfs on /dev/shm (mode=1777,size=64M, nosuid, nodev)",
+    "mount devpts devpts on /dev/pts (newinstance,ptmxmode=0666,mode=620,gid=5,max=1024, "
+    "nosuid, noexec)",
+    "mount proc proc on /proc (nosuid, nodev, noexec)",
+    *[f"make /proc/{d} read-only (if it exists)" for d in
+      ("sys", "acpi", "apm", "asound", "bus", "fs", "irq", "scsi", "driver")],
+    "make /proc/sys/net writable (if it exists)",
+    *[f"mask /proc/{f} (if it exists)" for f in
+      ("kcore", "keys", "key-users", "kallsyms", "timer_list", "sched_debug", "latency_stats",
+       "timer_stats", "kpagecount", "kpageflags", "kpagecgroup", "vmallocinfo",
+       "sysrq-trigger")],
+    "mount sysfs sysfs on /sys (read-only, nosuid, nodev, noexec)",
 ]
+ADJTIME = "bind /etc/adjtime onto /etc/adjtime (read-only, nodev, if both exist)"
 
 
 def test_inside_full(tmp_path: Path) -> None:
@@ -106,20 +122,20 @@ def test_inside_full(tmp_path: Path) -> None:
         Share(share_dir, Path("/srv/d")), Share(share_file, Path("/etc/f.conf"))))
     assert describe(plan_inside(c, journal)) == [
         *DEV,
-        "mount tmpfs on /run (mode=755,size=64M)",
+        "mount tmpfs on /run (mode=755,size=64M, nosuid, nodev)",
         "mkdir /run/lock (mode 1777)",
-        "bind /etc/adjtime onto /etc/adjtime (if both exist)",
+        ADJTIME,
         f"bind {journal} onto /run/systemd/journal/dev-log",
         "symlink /dev/log -> /run/systemd/journal/dev-log",
-        f"bind {share_dir} onto /srv/d",
-        f"bind {share_file} onto /etc/f.conf",
+        f"bind {share_dir} onto /srv/d (nodev)",
+        f"bind {share_file} onto /etc/f.conf (nodev)",
     ]
 
 
 def test_inside_minimal(tmp_path: Path) -> None:
     c = config(tmp_path, ram_size=None)
     assert describe(plan_inside(c, tmp_path / "missing-socket")) == [
-        *DEV, "bind /etc/adjtime onto /etc/adjtime (if both exist)",
+        *DEV, ADJTIME,
     ]
     assert describe(plan_inside(c, None)) == describe(plan_inside(c, tmp_path / "missing"))
 
@@ -129,27 +145,95 @@ def test_share_of_lower_is_skipped(tmp_path: Path) -> None:
     c = config(tmp_path, ram_size=None, shares=(
         Share(tmp_path / "link-to-root", Path("/host")), Share(tmp_path, Path("/x"))))
     binds = [d for d in describe(plan_inside(c)) if d.startswith("bind ")]
-    assert binds == ["bind /etc/adjtime onto /etc/adjtime (if both exist)",
-                     f"bind {tmp_path} onto /x"]
+    assert binds == [ADJTIME, f"bind {tmp_path} onto /x (nodev)"]
+
+
+def test_shared_device_node_keeps_dev(tmp_path: Path) -> None:
+    c = config(tmp_path, ram_size=None, shares=(Share(Path("/dev/null"), Path("/dev/x")),))
+    assert describe(plan_inside(c))[-1] == "bind /dev/null onto /dev/x"
+
+
+def test_capabilities_all_leaves_kernel_interfaces_as_1_6_4(tmp_path: Path) -> None:
+    c = config(tmp_path, ram_size=None, capabilities=caps.Grant(everything=True))
+    text = describe(plan_inside(c, None, [PurePosixPath("/srv/o")]))
+    assert "mount sysfs sysfs on /sys (nosuid, nodev, noexec)" in text
+    assert not [d for d in text if d.startswith(("mask /proc", "make /proc")) or "read-only" in d]
+    assert "mask /srv/o (another subhost's) (if it exists)" in text
+
+
+def test_sys_admin_grant_drops_the_read_only_kernel_interfaces(tmp_path: Path) -> None:
+    c = config(tmp_path, ram_size=None, capabilities=caps.Grant(frozenset({"sys_admin"})))
+    assert not [d for d in describe(plan_inside(c)) if d.startswith(("mask /proc", "make /proc"))]
+
+
+def test_other_subhosts_are_masked_but_never_our_own_or_a_share(tmp_path: Path) -> None:
+    c = config(tmp_path, ram_size=None, shares=(Share(Path("/srv/b/root/pub"), Path("/pub")),
+                                                Share(Path("/opt/x"), Path("/srv/c/data"))))
+    hidden = [PurePosixPath(p) for p in
+              ("/srv/a/root", "/srv/b", "/srv/c", tmp_path, tmp_path / "live", tmp_path.parent,
+               "/pub/x")]
+    masks = [d for d in describe(plan_inside(c, None, hidden)) if d.startswith("mask /srv")
+             or d.startswith(f"mask {tmp_path.parent}") or d.startswith("mask /pub")]
+    # /srv/c holds a SHARE target, /pub/x lies below one, tmp_path is ours and holds our LIVE
+    assert masks == ["mask /srv/a/root (another subhost's) (if it exists)",
+                     "mask /srv/b (another subhost's) (if it exists)"]
 
 
 # --- resolving paths inside LIVE ----------------------------------------------------------------
 
-def test_resolve_in_keeps_absolute_symlinks_inside(tmp_path: Path) -> None:
+def _inside(root: Path, path: str, create: str | None = None) -> str:
+    rfd = open_root(root)
+    try:
+        fd = open_in(rfd, path, create)
+        try:
+            return path_inside(rfd, fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(rfd)
+
+
+def test_open_in_keeps_absolute_symlinks_inside(tmp_path: Path) -> None:
     (tmp_path / "var").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "etc").mkdir()
     (tmp_path / "var/run").symlink_to("/run")
     (tmp_path / "escape").symlink_to("../../../../etc")
-    assert resolve_in(tmp_path, "/var/run/x") == tmp_path / "run/x"
-    assert resolve_in(tmp_path, "/escape/passwd") == tmp_path / "etc/passwd"
-    assert resolve_in(tmp_path, "/../../etc") == tmp_path / "etc"
-    assert resolve_in(tmp_path, PurePosixPath("/")) == tmp_path
+    assert _inside(tmp_path, "/var/run") == "/run"
+    assert _inside(tmp_path, "/escape") == "/etc"
+    assert _inside(tmp_path, "/../../etc") == "/etc"
+    assert _inside(tmp_path, "/") == "/"
+    assert _inside(tmp_path, "/var/run/x/y", "dir") == "/run/x/y"
+    assert (tmp_path / "run/x/y").is_dir()
 
 
-def test_resolve_in_loop(tmp_path: Path) -> None:
+def test_open_in_double_slash_symlink_stays_inside(tmp_path: Path) -> None:
+    """H2: a target starting with exactly ``//`` is not a way out to the host's root."""
+    host = tmp_path / "host"
+    host.mkdir()
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/network").symlink_to(f"/{host}")  # "//tmp/.../host"
+    (root / "etc/obfile").symlink_to(f"/{host}/created-file")
+    assert write_default_interfaces(root, "sub", ())
+    assert _inside(root, "/etc/obfile", "file") == f"{host}/created-file"
+    assert list(host.iterdir()) == []  # nothing on the "host"
+    assert (root / str(host).lstrip("/") / "interfaces").exists()
+    assert (root / str(host).lstrip("/") / "created-file").is_file()
+
+
+def test_open_in_creates_through_a_dangling_symlink_inside(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/resolv.conf").symlink_to("../run/resolvconf/resolv.conf")
+    assert _inside(tmp_path, "/etc/resolv.conf", "file") == "/run/resolvconf/resolv.conf"
+    assert (tmp_path / "run/resolvconf/resolv.conf").is_file()
+
+
+def test_open_in_loop(tmp_path: Path) -> None:
     (tmp_path / "a").symlink_to("b")
     (tmp_path / "b").symlink_to("a")
     with pytest.raises(OSError) as err:
-        resolve_in(tmp_path, "/a/x")
+        _inside(tmp_path, "/a/x", "dir")
     assert err.value.errno == errno.ELOOP
 
 

@@ -1,0 +1,160 @@
+"""Root inside a subhost against the host (README "Security model"), without systemd.
+
+Each known way out (the security review's C1, H2, M5, M6 and more) is tried as root inside a
+really running subhost by ``tests/hostile_probe.py`` and must fail; what an ordinary Debian
+system needs of its root must keep working. ``CAPABILITIES=`` gives power back on purpose.
+The systemd flavour of the same suite is tests/system/test_hostile.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.subhostkit import Lab
+
+PROBE = Path(__file__).resolve().parents[1] / "hostile_probe.py"
+LEFTOVER = "sleep 3217"  # what the PREMOUNT hook leaves running (M6)
+
+#: What must fail, and how (errno names). Absent kernel files are accepted where noted.
+REFUSED = {
+    "core_pattern": {"EROFS"},
+    "modprobe_path": {"EROFS", "absent"},
+    "drop_caches": {"EROFS"},
+    "sysrq_trigger": {"EROFS", "EACCES", "absent"},
+    "kcore": {"EACCES", "absent"},
+    "proc_keys": {"EACCES", "absent"},
+    "kallsyms": {"EACCES", "absent"},
+    "timer_list": {"EACCES", "absent"},
+    "sysfs_write": {"EROFS"},
+    "adjtime_write": {"EROFS", "absent"},
+    "mknod_block": {"EPERM"},
+    "mknod_char": {"EPERM"},
+    "open_by_handle_at": {"EPERM"},
+    "mount_proc": {"EPERM"},
+    "remount_proc_sys_rw": {"EPERM"},
+    "unmount_mask": {"EPERM", "absent"},
+    "init_module": {"EPERM", "absent"},
+    "settimeofday": {"EPERM"},
+    "keyctl": {"ENOSYS"},
+    "pid1_fd": {"EACCES", "EPERM"},
+    "pid1_mem": {"EACCES", "EPERM"},
+    "pid1_root": {"EACCES", "EPERM"},
+    "dumpable_pid1": {"EACCES", "EPERM"},
+    "other_subhost": {"ENOENT", "EACCES"},
+    "planted_device": {"EACCES"},
+    "hook_leftover_cwd": {"EACCES", "EPERM"},
+}
+#: Capabilities root inside must not have (capabilities(7) numbers).
+DROPPED = {"sys_admin": 21, "sys_module": 16, "sys_rawio": 17, "sys_time": 25,
+           "dac_read_search": 2, "mknod": 27, "syslog": 34, "mac_admin": 33,
+           "mac_override": 32, "bpf": 39, "perfmon": 38, "sys_pacct": 20, "wake_alarm": 35,
+           "block_suspend": 36, "sys_ptrace": 19, "sys_boot": 22}
+
+
+def probe(lab: Lab, name: str, *args: str) -> dict:
+    result = lab.go(name, "/usr/bin/python3", "-", *args, input=PROBE.read_text())
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def bounding_set(results: dict) -> int:
+    return int(results["capabilities"]["CapBnd"], 16)
+
+
+@pytest.fixture
+def hostile(lab: Lab) -> tuple[Lab, str, dict]:
+    """A running subhost, another one with a secret in its UPPER, a device node planted in
+    the first one's UPPER and a process its PREMOUNT hook left; the probe's results."""
+    other = lab.config("START=none\n")
+    secret = other.parent / "root/secret"
+    secret.write_text("other subhost's secret\n")
+    assert lab.start(other).returncode == 0
+
+    conf = lab.config(f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n")
+    upper = conf.parent / "root"
+    (upper / "tmp").mkdir()
+    # A host-side plant: the kernel's null device, harmless, but any node would do.
+    os.mknod(upper / "tmp/planted-null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    result = lab.start(conf)
+    assert result.returncode == 0, result.stderr
+    name = conf.stem
+    results = probe(lab, name, str(secret), "/tmp/planted-null", LEFTOVER)
+    return lab, name, results
+
+
+def test_every_known_way_out_is_refused(hostile: tuple[Lab, str, dict]) -> None:
+    _, _, results = hostile
+    wrong = {key: results[key] for key, allowed in REFUSED.items()
+             if results.get(key) not in allowed}
+    assert not wrong, f"not refused as expected: {wrong}"
+
+
+def test_capabilities_that_reach_the_host_are_gone(hostile: tuple[Lab, str, dict]) -> None:
+    _, _, results = hostile
+    bounding = bounding_set(results)
+    kept = {name for name, number in DROPPED.items() if bounding >> number & 1}
+    assert not kept, f"still in the bounding set: {kept}"
+    assert int(results["capabilities"]["CapAmb"], 16) == 0
+    assert int(results["capabilities"]["CapInh"], 16) == 0
+
+
+def test_ordinary_services_still_work(hostile: tuple[Lab, str, dict]) -> None:
+    _, _, results = hostile
+    assert results["ordinary"] == {
+        "chown": "ok", "bind_port_80": "ok", "chroot": "ok", "net_sysctl": "ok",
+        "setuid_passwd": "ok", "su": "ok",
+    }
+
+
+def test_double_slash_symlink_in_upper_writes_nothing_on_the_host(lab: Lab,
+                                                                  tmp_path: Path) -> None:
+    """H2: ``UPPER/etc/network -> //HOSTDIR`` and a file SHARE through ``//HOSTFILE``."""
+    hostdir = tmp_path / "hostdir"
+    hostdir.mkdir()
+    source = tmp_path / "shared-file"
+    source.write_text("shared\n")
+    conf = lab.config(f"START=none\nSHARE={source}:/etc/obfile\n")
+    upper = conf.parent / "root"
+    (upper / "etc").mkdir()
+    (upper / "etc/network").symlink_to(f"/{hostdir}")
+    (upper / "etc/obfile").symlink_to(f"/{hostdir}/created-file")
+    result = lab.start(conf)
+    assert result.returncode == 0, result.stderr
+    assert list(hostdir.iterdir()) == []
+    inside = lab.go(conf.stem, "cat", "/etc/obfile", f"{hostdir}/interfaces")
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.startswith("shared\n# Generated by overlay-boot")
+
+
+def test_capabilities_grant_one_more(lab: Lab) -> None:
+    conf = lab.config("START=none\nCAPABILITIES=sys_ptrace CAP_SYS_NICE\n")
+    assert lab.start(conf).returncode == 0
+    results = probe(lab, conf.stem)
+    bounding = bounding_set(results)
+    assert bounding >> DROPPED["sys_ptrace"] & 1
+    assert not bounding >> DROPPED["sys_admin"] & 1
+    assert results["core_pattern"] == "EROFS" and results["keyctl"] == "ENOSYS"
+    log = (conf.parent / "subhost.log").read_text()
+    assert "CAPABILITIES=sys_ptrace grants capabilities beyond the default" in log
+
+
+def test_capabilities_all_is_1_6_4s_full_root(lab: Lab) -> None:
+    conf = lab.config("START=none\nCAPABILITIES=all\n")
+    assert lab.start(conf).returncode == 0
+    results = probe(lab, conf.stem)
+    have = int(Path("/proc/self/status").read_text().split("CapBnd:")[1].split()[0], 16)
+    assert bounding_set(results) == have
+    assert results["core_pattern"] == "ok" and results["keyctl"] != "ENOSYS"
+    assert "every capability: unconfined" in (conf.parent / "subhost.log").read_text()
+
+
+def test_unknown_capability_is_a_config_error(lab: Lab) -> None:
+    conf = lab.config("START=none\nCAPABILITIES=sys_ptrace cap_fly\n")
+    result = lab.start(conf)
+    assert result.returncode == 78
+    assert f"{conf}:4: CAPABILITIES" in result.stderr and "cap_fly" in result.stderr
