@@ -117,9 +117,40 @@ def render_dropin(config: Config, origin: str = PROG) -> str:
         "",
         "[Service]",
         f"Environment={unitnames.quote('OVERLAY_BOOT_CONFIG=' + source)}",
+        *service_lines(config),
         "",
     ]
     return "\n".join(lines)
+
+
+#: PID 1 gives each START word this long to stop (linux/init.py STOP_TIMEOUT), then the rest
+#: of the subhost a grace period and a SIGKILL: the unit must wait for all of that.
+STOP_SECONDS_PER_SERVICE = 30
+STOP_SECONDS_BASE = 15  # grace period, SIGKILL, teardown
+UNIT_STOP_SECONDS = 120  # overlay-boot@.service's TimeoutStopSec=
+
+
+def service_lines(config: Config) -> list[str]:
+    """[Service] settings this subhost needs beyond the template unit's."""
+    lines: list[str] = []
+    stop = STOP_SECONDS_BASE + STOP_SECONDS_PER_SERVICE * len(config.start)
+    if stop > UNIT_STOP_SECONDS:  # stop scripts are never cut short by systemd's SIGKILL
+        lines.append(f"TimeoutStopSec={stop}s")
+    grant = config.capabilities
+    if grant.everything:
+        # CAPABILITIES=all: none of the template unit's confinement (README "Security model").
+        lines += ["CapabilityBoundingSet=~", "SystemCallFilter=", "DevicePolicy=auto",
+                  "LockPersonality=no", "RestrictRealtime=no"]
+    elif grant.added:
+        names = " ".join(f"CAP_{name.upper()}" for name in grant.added)
+        lines += [f"CapabilityBoundingSet={names}", "SystemCallFilter="]
+    for share in config.shares:  # a shared device node is the admin's explicit device grant
+        if Path("/dev") in share.source.parents:
+            try:
+                lines.append(f"DeviceAllow={unitnames.quote(str(share.source))} rw")
+            except ValueError:
+                continue
+    return lines
 
 
 def render(config: Config, *, wanted: bool, template: str) -> list[Output]:

@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import termios
 import time
@@ -111,6 +112,7 @@ class _Init:
         self.request: str | None = None  # None, "reboot" or "poweroff"
         self.started: list[str] = []  # words whose start was tried, in order
         self.wake_r = -1
+        self.devnull = -1  # opened once, before any process of the subhost could replace it
         self.ready_sent = False
         self.control: _Control | None = None
 
@@ -124,6 +126,10 @@ class _Init:
             os.set_blocking(self.status_fd, False)
         log.configure(extra_fd=self.settings.log_fd)
         os.chdir("/")
+        # Now, while PID 1 is the only process: later, root inside could put a FIFO there,
+        # and an open of it would block PID 1 (and posix_spawn, which opens in the child
+        # while PID 1 waits for it).
+        self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         os.umask(0o022)
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -230,7 +236,7 @@ class _Init:
                 argv,
                 self.env,
                 file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, self.devnull, 0),
                     (os.POSIX_SPAWN_DUP2, write_fd, 1),
                     (os.POSIX_SPAWN_DUP2, write_fd, 2),
                 ],
@@ -600,13 +606,23 @@ def _parse_request(message: bytes) -> dict:
     return parsed
 
 
+_PASSWD_MAX = 1 << 20  # a passwd file larger than this is not read past it
+
+
 def root_account(passwd: str = "/etc/passwd") -> tuple[str, str]:
-    """root's home and login shell from the subhost's passwd ("/root", "/bin/sh" if unknown)."""
+    """root's home and login shell from the subhost's passwd ("/root", "/bin/sh" if unknown).
+
+    The file is the subhost's: a FIFO or device there must not block PID 1 (non-blocking open,
+    regular files only), a huge one must not fill its memory (read up to 1 MiB).
+    """
     home, shell = "/root", "/bin/sh"
     try:
-        with open(passwd, "rb") as f:
-            for raw in f:
-                fields = raw.decode("utf-8", "replace").rstrip("\n").split(":")
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return home, shell
+            for raw in f.read(_PASSWD_MAX).split(b"\n"):
+                fields = raw.decode("utf-8", "replace").split(":")
                 if len(fields) >= 7 and fields[2] == "0":
                     return fields[5] or home, fields[6] or shell
     except OSError:
