@@ -14,6 +14,7 @@ CLI_REF_KINDS = {"nspawn": "nspawn-cli", "1.6.4": "old"}
 BUDGET_START_MS = 200
 BUDGET_STOP_MS = 150
 BUDGET_GO_MS = 150
+BUDGET_CONFINEMENT_MS = 5  # SPEC §7: what the security model may add to a start
 BUDGET_GENERATOR_500_MS = 300
 BUDGET_PSS_MB = 12
 BUDGET_CONCURRENT_50_S = 10
@@ -50,6 +51,9 @@ def rows(data: Data, concurrency: tuple[int, ...], generator_counts: tuple[int, 
     out = [
         Row("start → ready, systemctl start", "ms", _sum(data, "startstop", "ours", "start"),
             _refs(data, "startstop", "start", REF_KINDS), BUDGET_START_MS),
+        Row("confinement added to the start (paired with CAPABILITIES=all)", "ms",
+            _sum(data, "confinement", "ours", "added"), budget=BUDGET_CONFINEMENT_MS,
+            ok=not _leaks(data, "confinement")),
         Row("stop → cleaned, systemctl stop", "ms", _sum(data, "startstop", "ours", "stop"),
             _refs(data, "startstop", "stop", REF_KINDS), BUDGET_STOP_MS,
             ok=not _leaks(data, "startstop")),

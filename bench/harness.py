@@ -352,6 +352,25 @@ def cmd_startstop(kind: str, name: str, base: str, reps: int, warmup: int = 1) -
     return out
 
 
+def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) -> dict:
+    """Start and stop a confined subhost and an unconfined one (CAPABILITIES=all) in turn:
+    the paired difference of their start times is what the confinement adds."""
+    pair = [Ours(confined, f"{base_dir}/{confined}"), Ours(unconfined, f"{base_dir}/{unconfined}")]
+    out: dict = {"added": [], "confined": [], "unconfined": [], "leaks": []}
+    for i in range(reps + 1):
+        times = []
+        for k in pair:
+            t0 = now()
+            k.start()
+            times.append(now() - t0)
+            out["leaks"] += stop_and_clean(k)[2]
+        if i > 0:  # the first pair warms up
+            out["confined"].append(times[0])
+            out["unconfined"].append(times[1])
+            out["added"].append(times[0] - times[1])
+    return out
+
+
 def cmd_go(kind: str, name: str, base: str, reps: int) -> dict:
     k = KINDS[kind](name, base)
     k.start()

@@ -80,13 +80,13 @@ class Bench:
     def base(self, name: str) -> str:
         return str(self.scratch / name)
 
-    def make_subhost(self, name: str, *, link: bool) -> None:
+    def make_subhost(self, name: str, *, link: bool, extra: str = "") -> None:
         base = self.scratch / name
         for sub in ("live", "root", "work"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)
         conf = base / f"{name}.conf"
-        conf.write_text(CONF)
+        conf.write_text(CONF + extra)
         conf.chmod(0o644)
         if link:
             self.box.run("ln", "-sf", str(conf), f"/etc/overlay-boot/{name}.conf")
@@ -105,6 +105,7 @@ class Bench:
         for i in range(most):
             self.make_subhost(self.name("ob", i), link=True)
         self.make_subhost(self.name("oc", ""), link=False)
+        self.make_subhost(self.name("ou", ""), link=True, extra="CAPABILITIES=all\n")
         if self.opts.nspawn:
             for i in range(most):
                 self.make_container(self.name("ns", i))
@@ -179,6 +180,9 @@ class Bench:
                     continue  # 1.6.4 has only its command line: measured once, in "startstop"
                 self.suite(suite, kind, lambda k=kind, n=name: self.harness_run(
                     "startstop", kind=k, name=n, base=self.base(n), reps=o.reps))
+        self.suite("confinement", "ours", lambda: self.harness_run(
+            "confinement", confined=self.name("ob", 0), unconfined=self.name("ou", ""),
+            base_dir=str(self.scratch), reps=o.reps))
         for kind, name in (("ours", self.name("ob", 0)),
                            *((("old", self.name("od", 0)),) if self.have_old else ())):
             self.suite("go", kind, lambda k=kind, n=name: self.harness_run(
