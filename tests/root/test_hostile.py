@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,49 @@ def test_unknown_capability_is_a_config_error(lab: Lab) -> None:
     result = lab.start(conf)
     assert result.returncode == 78
     assert f"{conf}:4: CAPABILITIES" in result.stderr and "cap_fly" in result.stderr
+
+
+# --- the seed README's MTA example: real sshd and rsyslog inside a confined subhost ----------
+
+MTA_START = "START=rsyslog ssh\n"
+
+
+def prepare_mta(upper: Path, scratch: Path) -> None:
+    """root's SSH key for a login over the subhost's own loopback (privilege separation:
+    chroot, setuid), all in UPPER."""
+    key = scratch / "client_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh = upper / "root/.ssh"
+    ssh.mkdir(parents=True, mode=0o700)
+    (upper / "root").chmod(0o700)
+    (ssh / "authorized_keys").write_text((scratch / "client_key.pub").read_text())
+    (ssh / "authorized_keys").chmod(0o600)
+    (ssh / "id_ed25519").write_bytes(key.read_bytes())
+    (ssh / "id_ed25519").chmod(0o600)
+
+
+MTA_CHECK = (
+    "set -e\n"
+    "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+    "-o LogLevel=ERROR root@127.0.0.1 'echo login $(id -u) $(hostname)'\n"
+    "logger -t mta-example marker-$$\n"
+    "for i in $(seq 50); do grep -q marker-$$ /var/log/syslog && break; sleep 0.1; done\n"
+    "grep -c marker-$$ /var/log/syslog\n"
+)
+
+
+def check_mta(output: str, name: str) -> None:
+    assert output.split("\n")[:2] == [f"login 0 {name}", "1"], output
+
+
+def test_seed_mta_example_runs_confined(lab: Lab, tmp_path: Path) -> None:
+    conf = lab.config(MTA_START)
+    prepare_mta(conf.parent / "root", tmp_path)
+    result = lab.start(conf)
+    assert result.returncode == 0, result.stderr
+    inside = lab.go(conf.stem, "sh", "-c", MTA_CHECK)
+    assert inside.returncode == 0, (inside.stdout, inside.stderr,
+                                    (conf.parent / "subhost.log").read_text())
+    check_mta(inside.stdout, conf.stem)
+    log = (conf.parent / "subhost.log").read_text()
+    assert "ssh: start: done" in log and "rsyslog: start: done" in log, log

@@ -70,6 +70,8 @@ DEFAULT_MASK: tuple[str, ...] = (
     "e2scrub_reap.service", "e2scrub_all.timer", "apt-daily.timer",
     "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer", "man-db.timer",
     "systemd-tmpfiles-clean.timer",
+    # installed for the subhosts' use (tests run them inside subhosts, not in the box)
+    "ssh.service", "rsyslog.service", "syslog.socket",
 )
 
 
