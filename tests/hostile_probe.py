@@ -205,6 +205,17 @@ def find_process(cmdline: str) -> int | None:
     return None
 
 
+def mount_options(points: tuple[str, ...]) -> dict[str, str]:
+    """Per mount point: its per-mount options, then its superblock options (mountinfo)."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] in points:
+                found[fields[4]] = f"{fields[5]} {fields[-1]}"  # the last one wins
+    return found
+
+
 def main(argv: list[str]) -> None:
     other_file = argv[1] if len(argv) > 1 else ""
     planted = argv[2] if len(argv) > 2 else ""
@@ -235,6 +246,8 @@ def main(argv: list[str]) -> None:
         "pid1_root": attempt(os.readlink, "/proc/1/root"),
         "dumpable_pid1": open_for_read("/proc/1/environ"),
         "ordinary": ordinary(),
+        "mounts": mount_options(("/dev/shm", "/dev/pts", "/", "/sys", "/proc/sys",
+                                 "/proc/sys/net")),
     }
     if other_file:
         results["other_subhost"] = other_subhost(other_file)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,18 @@ def test_capabilities_that_reach_the_host_are_gone(hostile: tuple[Lab, str, dict
     assert not kept, f"still in the bounding set: {kept}"
     assert int(results["capabilities"]["CapAmb"], 16) == 0
     assert int(results["capabilities"]["CapInh"], 16) == 0
+
+
+def test_mounts_inside(hostile: tuple[Lab, str, dict]) -> None:
+    """nodev root, read-only kernel interfaces but the subhost's network sysctls, and L9's
+    bounded /dev/shm and devpts."""
+    _, _, results = hostile
+    mounts = {point: text.split() for point, text in results["mounts"].items()}
+    assert "nodev" in mounts["/"][0].split(",")
+    assert mounts["/sys"][0].startswith("ro,") and mounts["/proc/sys"][0].startswith("ro,")
+    assert mounts["/proc/sys/net"][0].startswith("rw,")
+    assert "size=65536k" in mounts["/dev/shm"][1].split(",")
+    assert "max=1024" in mounts["/dev/pts"][1].split(",")
 
 
 def test_ordinary_services_still_work(hostile: tuple[Lab, str, dict]) -> None:
@@ -205,3 +219,23 @@ def test_seed_mta_example_runs_confined(lab: Lab, tmp_path: Path) -> None:
     check_mta(inside.stdout, conf.stem)
     log = (conf.parent / "subhost.log").read_text()
     assert "ssh: start: done" in log and "rsyslog: start: done" in log, log
+
+
+def test_fifos_planted_for_pid1_do_not_block_it(lab: Lab) -> None:
+    """L8: root inside replaces /dev/null and /etc/passwd with FIFOs; PID 1 still serves."""
+    conf = lab.config("START=/bin/true\n")
+    assert lab.start(conf).returncode == 0
+    name = conf.stem
+    plant = lab.go(name, "sh", "-c", "rm /dev/null && mkfifo /dev/null && "
+                   "cp /etc/passwd /etc/passwd.real && rm /etc/passwd && mkfifo /etc/passwd")
+    assert plant.returncode == 0, plant.stderr
+    leader = lab.record(name)["leader_pid"]
+    os.kill(leader, signal.SIGINT)  # restart the services: PID 1 spawns /bin/true again
+    log = conf.parent / "subhost.log"
+    deadline = time.monotonic() + 20
+    while log.read_text().count("start: done") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().count("start: done") == 2, log.read_text()
+    # PID 1 reads root's home and shell from /etc/passwd (now a FIFO) for every request.
+    served = lab.go(name, "/bin/echo", "still-serving", timeout=20)
+    assert served.returncode == 0 and served.stdout == "still-serving\n", served
