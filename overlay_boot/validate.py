@@ -76,7 +76,9 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         add(
             "CABLES",
             f"VLAN {first.host_if} needs the kernel's 802.1Q support (module 8021q), "
-            "which this kernel does not have",
+            "which is not loaded and could not be loaded here (the kernel may lack it, and "
+            "overlay-boot@.service may not load modules): load it on the host with "
+            "`modprobe 8021q` (at boot: a line in /etc/modules-load.d/)",
             first.line,
         )
 
