@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from overlay_boot import capabilities as caps
 from overlay_boot import discovery, naming, unitnames
 from overlay_boot.config import Config, load_config
 from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem, printable
@@ -130,20 +131,42 @@ STOP_SECONDS_BASE = 15  # grace period, SIGKILL, teardown
 UNIT_STOP_SECONDS = 120  # overlay-boot@.service's TimeoutStopSec=
 
 
+#: What overlay-boot@.service takes from the bounding set (units/overlay-boot@.service.in).
+UNIT_DROPPED_CAPABILITIES = (
+    "sys_module", "sys_time", "wake_alarm", "block_suspend", "syslog", "mac_admin",
+    "mac_override", "audit_control", "audit_read", "bpf", "perfmon", "sys_pacct", "sys_boot",
+)
+#: Capabilities whose system calls the unit's SystemCallFilter= refuses besides.
+_FILTERED_WITH = frozenset(("sys_time", "sys_module", "sys_rawio", "sys_boot", "sys_admin",
+                            "dac_read_search", "syslog"))
+
+
+def capability_lines(grant: caps.Grant) -> list[str]:
+    """What the unit must give back for CAPABILITIES= (README "Security model")."""
+    if not grant.added:
+        return []
+    wanted = UNIT_DROPPED_CAPABILITIES if grant.everything else \
+        [n for n in grant.added if n in UNIT_DROPPED_CAPABILITIES]
+    # A bounding set line without "~" adds to the unit's ("~…": all but those).
+    lines = [f"CapabilityBoundingSet={' '.join('CAP_' + n.upper() for n in wanted)}"] \
+        if wanted else []
+    if grant.everything:  # 1.6.4's full root: every restriction of the unit undone
+        return lines + ["SystemCallFilter=", "SystemCallErrorNumber=", "ProtectClock=no",
+                        "DevicePolicy=auto", "DeviceAllow=", "RestrictRealtime=no"]
+    if _FILTERED_WITH & set(grant.added):
+        lines.append("SystemCallFilter=")
+    if {"sys_time", "wake_alarm"} & set(grant.added):
+        lines.append("ProtectClock=no")
+    return lines
+
+
 def service_lines(config: Config) -> list[str]:
     """[Service] settings this subhost needs beyond the template unit's."""
     lines: list[str] = []
     stop = STOP_SECONDS_BASE + STOP_SECONDS_PER_SERVICE * len(config.start)
     if stop > UNIT_STOP_SECONDS:  # stop scripts are never cut short by systemd's SIGKILL
         lines.append(f"TimeoutStopSec={stop}s")
-    grant = config.capabilities
-    if grant.everything:
-        # CAPABILITIES=all: none of the template unit's confinement (README "Security model").
-        lines += ["CapabilityBoundingSet=~", "SystemCallFilter=", "DevicePolicy=auto",
-                  "LockPersonality=no", "RestrictRealtime=no"]
-    elif grant.added:
-        names = " ".join(f"CAP_{name.upper()}" for name in grant.added)
-        lines += [f"CapabilityBoundingSet={names}", "SystemCallFilter="]
+    lines += capability_lines(config.capabilities)
     for share in config.shares:  # a shared device node is the admin's explicit device grant
         if Path("/dev") in share.source.parents:
             try:

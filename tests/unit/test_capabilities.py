@@ -10,7 +10,11 @@ import pytest
 from overlay_boot import capabilities as caps
 from overlay_boot.config import Config, Share, load_config
 from overlay_boot.errors import ConfigError
-from overlay_boot.generator import STOP_SECONDS_PER_SERVICE, service_lines
+from overlay_boot.generator import (
+    STOP_SECONDS_PER_SERVICE,
+    UNIT_DROPPED_CAPABILITIES,
+    service_lines,
+)
 from overlay_boot.linux import confine, init
 
 
@@ -97,10 +101,24 @@ def _config(**kw) -> Config:
 
 def test_unit_lines_for_grants() -> None:
     assert service_lines(_config()) == []
-    assert service_lines(_config(capabilities=caps.parse("sys_ptrace mknod")[0])) == [
-        "CapabilityBoundingSet=CAP_MKNOD CAP_SYS_PTRACE", "SystemCallFilter="]
-    assert service_lines(_config(capabilities=caps.Grant(everything=True)))[:3] == [
-        "CapabilityBoundingSet=~", "SystemCallFilter=", "DevicePolicy=auto"]
+    # not taken by the unit: nothing to give back there
+    assert service_lines(_config(capabilities=caps.parse("sys_ptrace mknod")[0])) == []
+    assert service_lines(_config(capabilities=caps.parse("sys_time sys_ptrace")[0])) == [
+        "CapabilityBoundingSet=CAP_SYS_TIME", "SystemCallFilter=", "ProtectClock=no"]
+    assert service_lines(_config(capabilities=caps.parse("sys_admin")[0])) == [
+        "SystemCallFilter="]
+    everything = service_lines(_config(capabilities=caps.Grant(everything=True)))
+    assert everything[0].startswith("CapabilityBoundingSet=CAP_SYS_MODULE CAP_SYS_TIME ")
+    assert everything[1:] == ["SystemCallFilter=", "SystemCallErrorNumber=", "ProtectClock=no",
+                              "DevicePolicy=auto", "DeviceAllow=", "RestrictRealtime=no"]
+
+
+def test_the_unit_drops_what_the_generator_gives_back() -> None:
+    unit = (Path(__file__).resolve().parents[2] / "units/overlay-boot@.service.in").read_text()
+    logical = unit.replace("\\\n", " ")
+    line = next(x for x in logical.splitlines() if x.startswith("CapabilityBoundingSet=~"))
+    dropped = {w.lower().removeprefix("cap_") for w in line.split("~", 1)[1].split()}
+    assert dropped == set(UNIT_DROPPED_CAPABILITIES)
 
 
 def test_unit_lines_for_device_shares_and_slow_stops() -> None:
