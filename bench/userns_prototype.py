@@ -65,6 +65,7 @@ FSCONFIG_SET_STRING = 1
 FSCONFIG_SET_FD = 5
 FSCONFIG_CMD_CREATE = 6
 MOUNT_ATTR_IDMAP = 0x00100000
+MOUNT_ATTR_NODEV = 0x00000004
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -107,9 +108,9 @@ def fsconfig(fsfd: int, cmd: int, key: str | None = None, value: str | None = No
         raise OSError(exc.errno, f"{exc.strerror} {fs_log(fsfd)}".strip()) from None
 
 
-def fsmount(fsfd: int) -> int:
+def fsmount(fsfd: int, attr_flags: int = 0) -> int:
     return _syscall(SYS_FSMOUNT, "fsmount", ctypes.c_int(fsfd), ctypes.c_uint(FSMOUNT_CLOEXEC),
-                    ctypes.c_uint(0))
+                    ctypes.c_uint(attr_flags))
 
 
 def fs_log(fsfd: int) -> str:
@@ -364,7 +365,8 @@ def overlay_options(lower: Path, upper: Path, work: Path, extra: str = "") -> st
     return f"{options},{extra}" if extra else options
 
 
-def mount_overlay(target: Path, lower: Path, upper: Path, work: Path, extra: str = "") -> str:
+def mount_overlay(target: Path, lower: Path, upper: Path, work: Path, extra: str = "",
+                  nodev: bool = False) -> str:
     """overlay through fsopen/fsconfig + move_mount; returns what the kernel said about it.
 
     (The fs_context descriptor carries overlayfs' messages: why a mount failed, or which
@@ -379,14 +381,14 @@ def mount_overlay(target: Path, lower: Path, upper: Path, work: Path, extra: str
             fsconfig(fsfd, FSCONFIG_SET_FLAG, flag)
         fsconfig(fsfd, FSCONFIG_CMD_CREATE)
         said = fs_log(fsfd)
-        attach(fsmount(fsfd), target)
+        attach(fsmount(fsfd, MOUNT_ATTR_NODEV if nodev else 0), target)
         return said
     finally:
         os.close(fsfd)
 
 
 def overlay_tree(lower_fd: int, base_fd: int, upper: str, work: str) -> int:
-    """A detached overlay whose layers are descriptors of detached (idmapped) trees."""
+    """A detached, nodev overlay whose layers are descriptors of detached (idmapped) trees."""
     upper_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base_fd)
     work_fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base_fd)
     fsfd = fsopen("overlay")
@@ -396,7 +398,7 @@ def overlay_tree(lower_fd: int, base_fd: int, upper: str, work: str) -> int:
         fsconfig(fsfd, FSCONFIG_SET_FD, "upperdir", None, upper_fd)
         fsconfig(fsfd, FSCONFIG_SET_FD, "workdir", None, work_fd)
         fsconfig(fsfd, FSCONFIG_CMD_CREATE)
-        return fsmount(fsfd)
+        return fsmount(fsfd, MOUNT_ATTR_NODEV)
     finally:
         for fd in (fsfd, upper_fd, work_fd):
             os.close(fd)
@@ -466,6 +468,7 @@ class Sample:
 
 OLD_ROOT_FILE = "/etc/userns-proto-root"
 OLD_USER_FILE = "/userns-proto/user1000"
+PLANTED_NODE = "/userns-proto/planted-null"  # c 1 3, left in UPPER by (old) subhost root
 NEW_ROOT_FILE = "/userns-proto/new-root"
 NEW_CHOWNED_FILE = "/userns-proto/new-1000"
 MARK = "only-this"
@@ -484,6 +487,7 @@ def write_old_upper(layout: Layout, sample: Sample) -> None:
     under(live, OLD_USER_FILE).parent.mkdir(exist_ok=True)
     under(live, OLD_USER_FILE).write_text("uid 1000\n")
     os.chown(under(live, OLD_USER_FILE), 1000, 1000)
+    os.mknod(under(live, PLANTED_NODE), stat.S_IFCHR | 0o600, os.makedev(1, 3))
     under(live, sample.old_whiteout).unlink()
     shutil.rmtree(under(live, sample.old_opaque))
     under(live, sample.old_opaque).mkdir()
@@ -504,6 +508,8 @@ def look_inside(live: Path, sample: Sample) -> dict[str, str]:
     seen["old uid-1000 file owner"] = attempt(lambda: owner(OLD_USER_FILE))[1]
     hidden = not os.path.lexists(under(live, sample.old_whiteout))
     seen["old whiteout hides lower file"] = str(hidden)
+    seen["a device node planted in UPPER earlier still opens"] = describe(
+        attempt(lambda: under(live, PLANTED_NODE).write_text("x")))
     seen["old opaque dir shows only UPPER"] = str(
         os.listdir(under(live, sample.old_opaque)) == [MARK])
 
@@ -669,8 +675,8 @@ def probe_existing_upper(report: Report, scratch: Path, sample: Sample, ids: IdR
             report.add(area, probe, judge(probe, value), value)
 
 
-EXPECTED_REFUSALS = ("chown to 70000", "mknod", "userns root mounts proc for", "open kernel.",
-                     "open /proc/sysrq",
+EXPECTED_REFUSALS = ("chown to 70000", "a device node planted", "mknod",
+                     "userns root mounts proc for", "open kernel.", "open /proc/sysrq",
                      "open /sys/kernel", "open_by_handle_at", "finit_module")
 
 
@@ -896,10 +902,11 @@ def build_live(layout: Layout, ids: IdRange, userns_fd: int) -> None:
 
 
 def mount_live(layout: Layout, ids: IdRange, userns_fd: int) -> None:
+    """The overlay is nodev: device nodes left in UPPER (by the old model) must not open."""
     attach_idmapped_layers(layout, userns_fd)
     with mapped_creator(ids):
         mount_overlay(layout.live, layout.lower_at, layout.base_at / "upper",
-                      layout.base_at / "work")
+                      layout.base_at / "work", nodev=True)
 
 
 def make_dev(dev: Path, root_id: int) -> None:
@@ -1084,6 +1091,8 @@ def probes_inside() -> dict[str, str]:
         ("per-netns sysctl net.ipv4.ip_forward",
          lambda: Path("/proc/sys/net/ipv4/ip_forward").write_text("1")),
         ("mknod c 1 3 (a device node)", lambda: mknod_probe(stat.S_IFCHR, 1, 3)),
+        ("a device node planted in UPPER earlier (c 1 3) opens, overlay mounted nodev",
+         lambda: Path(PLANTED_NODE).write_text("x")),
         ("mknod b 7 0 (a block device)", lambda: mknod_probe(stat.S_IFBLK, 7, 0)),
         ("open kernel.core_pattern for writing",
          lambda: open_for_write("/proc/sys/kernel/core_pattern")),
@@ -1204,6 +1213,13 @@ def probe_started_subhost(report: Report, scratch: Path, sample: Sample, ids: Id
         children.append(fork_run(lambda: start_in_userns(layout, ids, sub, subhost_pid1(sub))))
         for key, value in drive_subhost(sub, host, children[0]).items():
             report.add("inside the userns subhost", key, judge(key, value), value)
+        suid = under(layout.upper, PROBE_DIR + "/suid-id")
+        with contextlib.suppress(OSError):
+            st = os.lstat(suid)
+            report.add("inside the userns subhost", "the setuid-root copy, on disk in UPPER",
+                       "risk" if st.st_uid == 0 and st.st_mode & stat.S_ISUID else "info",
+                       f"uid {st.st_uid} mode {stat.filemode(st.st_mode)}: a setuid binary of "
+                       "host root for any host user who can reach UPPER")
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
