@@ -10,12 +10,14 @@ calls, ``ip``/``su``/``setpriv`` from the host for the few things a subhost woul
 2. idmapped mounts (``mount_setattr(MOUNT_ATTR_IDMAP)``) of ext4 (the host's ``/``), tmpfs,
    xfs and btrfs (loop images, when mkfs.xfs/mkfs.btrfs exist) and overlay;
 3. an *existing* UPPER written by the current (no user namespace) model - host-uid-0 files, a
-   file of uid 1000, a whiteout, an opaque directory - used through three overlay variants:
-   A  overlay mounted by host root over idmapped layers (``/`` and BASE idmapped),
-   B  overlay mounted inside the user namespace over idmapped layers,
+   file of uid 1000, a whiteout, an opaque directory, a device node - through overlay variants:
+   A0 overlay mounted by host root (fsuid 0) over idmapped layers (``/`` and BASE idmapped),
+   A  the same mounted by host root with fsuid/fsgid BASE (its capabilities kept),
+   D  host root mounts it over an idmapped ``/`` and a plain BASE (an id-shifted UPPER),
+   B  overlay mounted inside the user namespace over idmapped layers (and with userxattr),
    C  overlay mounted inside the user namespace over the plain layers;
    what each shows inside, what it writes to UPPER, and whether the current model still reads
-   UPPER correctly afterwards;
+   UPPER correctly afterwards; then building blocks for a start with one fork (3b);
 4. a whole subhost start in the user namespace (variant A; PID, mount, UTS, IPC, cgroup and
    network namespaces owned by it) and what works inside: /proc, sysfs, devpts, hostname,
    chown, chroot, setuid binaries, su, port 80, a veth from a "host" netns, and what is refused
@@ -594,7 +596,7 @@ def attach_idmapped_layers(layout: Layout, userns_fd: int) -> None:
 
 
 def variant_host_mounts(layout: Layout, sample: Sample, ids: IdRange,
-                        mapped_fsuid: bool) -> dict[str, str]:
+                        mapped_fsuid: bool, idmap_base: bool = True) -> dict[str, str]:
     """A: host root mounts the overlay over idmapped layers; the subhost only uses it.
 
     overlayfs does its own work in UPPER (workdir, whiteouts, copy-up) with the credentials of
@@ -603,10 +605,13 @@ def variant_host_mounts(layout: Layout, sample: Sample, ids: IdRange,
     """
     private_mount_ns()
     userns_fd = create_userns(ids)
-    attach_idmapped_layers(layout, userns_fd)
+    attach(idmapped_tree("/", userns_fd), layout.lower_at)
+    base = layout.base
+    if idmap_base:
+        attach(idmapped_tree(layout.base, userns_fd), layout.base_at)
+        base = layout.base_at
     with mapped_creator(ids if mapped_fsuid else None):
-        said = mount_overlay(layout.live, layout.lower_at, layout.base_at / "upper",
-                             layout.base_at / "work")
+        said = mount_overlay(layout.live, layout.lower_at, base / "upper", base / "work")
 
     def inside() -> dict[str, str]:
         enter_userns(userns_fd)
@@ -643,6 +648,8 @@ UPPER_VARIANTS: dict[str, tuple[str, Callable[..., dict[str, str]], tuple[object
            (False,)),
     "A": ("host root with fsuid BASE mounts overlay over idmapped / and BASE",
           variant_host_mounts, (True,)),
+    "D": ("host root mounts overlay over idmapped / and plain BASE (a shifted UPPER)",
+          variant_host_mounts, (False, False)),
     "B": ("userns root mounts overlay over idmapped / and BASE", variant_userns_mounts,
           ("", True)),
     "B+userxattr": ("as B with -o userxattr", variant_userns_mounts, ("userxattr", True)),
