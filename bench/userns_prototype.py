@@ -22,10 +22,12 @@ calls, ``ip``/``su``/``setpriv`` from the host for the few things a subhost woul
    network namespaces owned by it) and what works inside: /proc, sysfs, devpts, hostname,
    chown, chroot, setuid binaries, su, port 80, a veth from a "host" netns, and what is refused
    (device nodes, kernel sysctls, open_by_handle_at, ...);
-5. the start time of that sequence against the current one (median of ``--runs`` runs).
+5. the start time of that sequence against the current one (median of ``--runs`` runs);
+6. systemd booted as PID 1 of such a subhost (its cgroup delegated), up to "running".
 
 Everything runs in forked children with private mount namespaces; scratch directories, loop
-devices and processes are removed before it exits (also on errors and Ctrl-C).
+devices, the delegated cgroup and processes are removed before it exits (also on errors and
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -1262,6 +1264,186 @@ def drive_subhost(sub: Pipes, host: Pipes, host_pid: int) -> dict[str, str]:
 
 
 
+
+# --- systemd as PID 1 in the user namespace ----------------------------------------------------
+
+SYSTEMD = "/lib/systemd/systemd"
+
+
+def delegate_cgroup(path: Path, root_id: int) -> None:
+    """A cgroup2 directory handed to the subhost's root (systemd needs to write below it)."""
+    path.mkdir()
+    os.chown(path, root_id, root_id)
+    for name in ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(path / name, root_id, root_id)
+
+
+def remove_cgroup(path: Path, timeout: float = 5.0) -> None:
+    """Bottom-up rmdir of a cgroup tree once its processes are gone (cgroup.kill first)."""
+    if not path.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        (path / "cgroup.kill").write_text("1\n")
+    dirs = sorted((Path(d) for d, _, _ in os.walk(path)), key=lambda d: len(d.parts),
+                  reverse=True)
+    deadline = time.monotonic() + timeout
+    for directory in dirs:
+        while True:
+            try:
+                directory.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # EBUSY while dying processes leave
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+def boot_systemd(layout: Layout, ids: IdRange, cgroup: Path, console: str,
+                 masks: list[str]) -> int:
+    """Variant A's start, then exec systemd as PID 1 (a child of this starting process)."""
+    libc.set_pdeathsig(signal.SIGKILL)
+    (cgroup / "cgroup.procs").write_text("0\n")  # the cgroup namespace's root is this cgroup
+    userns_fd = create_userns(ids)
+    build_live(layout, ids, userns_fd)
+    console_at = layout.live / "dev/console"
+    console_at.touch()
+    libc.mount(console, console_at, None, libc.MS_BIND)
+    enter_subhost_namespaces(userns_fd)
+    os.close(userns_fd)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            libc.set_pdeathsig(signal.SIGKILL)
+            done = finish_inside_for_systemd(layout.live)
+            if all(value.startswith("ok") for value in done.values()):
+                env = {"container": "userns-proto", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                       "LANG": "C.UTF-8"}
+                os.execve(SYSTEMD, [SYSTEMD, *(f"systemd.mask={u}" for u in masks)], env)
+            print(f"userns-proto: not started: {done}", flush=True)
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def finish_inside_for_systemd(live: Path) -> dict[str, str]:
+    """finish_inside plus the cgroup2 mount systemd needs (cgroup ns of the user namespace)."""
+    done = finish_inside(live)  # ends in LIVE, after pivot_root
+    done["mount cgroup2 on /sys/fs/cgroup"] = describe(attempt(lambda: libc.mount(
+        "cgroup2", "/sys/fs/cgroup", "cgroup2", KERNEL_FS)))
+    return done
+
+
+def in_box(pid: int, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", "-t", str(pid), "-a", *argv], capture_output=True,
+                          text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+
+
+def probe_systemd(report: Report, scratch: Path, ids: IdRange) -> None:
+    print("\n== 6. systemd as PID 1 of a subhost in its user namespace (variant A)")
+    area = "systemd in the userns subhost"
+    if not os.path.exists(SYSTEMD):
+        report.add(area, "boot", "n/a", f"no {SYSTEMD}")
+        return
+    from tests.system.box import DEFAULT_MASK, cgroup2_root
+
+    layout = Layout(scratch / "systemd").create()
+    cgroup = cgroup2_root() / f"userns-proto-{os.getpid()}"
+    delegate_cgroup(cgroup, ids.base)
+    master, slave = os.openpty()
+    os.chown(os.ttyname(slave), ids.base, ids.base + TTY_GID)
+    console_log = bytearray()
+    forked = time.perf_counter()
+    starter = fork_run(lambda: boot_systemd(layout, ids, cgroup, os.ttyname(slave),
+                                            list(DEFAULT_MASK)))
+    try:
+        try:
+            pid1 = wait_for_child_of(starter, 10)
+        except TimeoutError as exc:
+            report.add(area, "boot", "fails", str(exc))
+            return
+        wait_for_bus(pid1, 60)
+        state = in_box(pid1, "systemctl", "is-system-running", "--wait", timeout=90)
+        drain(master, console_log)
+        report.add(area, "systemctl is-system-running --wait",
+                   "works" if state.stdout.strip() in ("running", "degraded") else "fails",
+                   f"{state.stdout.strip() or state.stderr.strip()}, "
+                   f"{time.perf_counter() - forked:.1f} s after the fork "
+                   "(units masked as in tests/system/box.py)")
+        failed = in_box(pid1, "systemctl", "--failed", "--no-legend", "--plain")
+        units = [line.split()[0] for line in failed.stdout.splitlines() if line.strip()]
+        report.add(area, "failed units", "info" if not units else "fails",
+                   ", ".join(units) or "none")
+        for unit in units:
+            why = in_box(pid1, "journalctl", "-b", "-u", unit, "-n", "4", "--no-pager", "-q",
+                         "-o", "cat")
+            report.add(area, f"why {unit}", "info", why.stdout.strip().replace("\n", " | "))
+        ids_seen = in_box(pid1, "sh", "-c", "cat /proc/1/uid_map; id -u")
+        report.add(area, "uid map of PID 1, id inside", "info",
+                   " ".join(ids_seen.stdout.split()))
+        active = in_box(pid1, "systemctl", "is-active", "systemd-journald.service",
+                        "systemd-logind.service", "dbus.service")
+        report.add(area, "journald, logind, dbus active", "works" if active.returncode == 0
+                   else "fails", " ".join(active.stdout.split()))
+        cgroups = in_box(pid1, "cat", "/proc/1/cgroup")
+        report.add(area, "PID 1's cgroup (own cgroup namespace)", "info",
+                   " ".join(cgroups.stdout.split()))
+        began = time.perf_counter()
+        os.kill(pid1, signal.SIGRTMIN + 4)  # systemd in a container: poweroff
+        os.waitpid(starter, 0)
+        starter = 0
+        report.add(area, "poweroff (SIGRTMIN+4) until PID 1 exited", "works",
+                   f"{time.perf_counter() - began:.1f} s")
+    finally:
+        if starter:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(starter, signal.SIGKILL)
+            os.waitpid(starter, 0)
+        drain(master, console_log)
+        os.close(master)
+        os.close(slave)
+        remove_cgroup(cgroup)
+        log = scratch / "systemd-console.log"
+        log.write_bytes(bytes(console_log))
+        tail = bytes(console_log).decode(errors="replace").replace("\r", "").splitlines()[-6:]
+        print("    console (last lines): " + " | ".join(tail), flush=True)
+
+
+def wait_for_bus(pid1: int, timeout: float) -> None:
+    """Until systemd's private socket answers (systemctl fails before that)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if in_box(pid1, "test", "-S", "/run/systemd/private").returncode == 0:
+            return
+        time.sleep(0.1)
+
+
+def wait_for_child_of(parent: int, timeout: float) -> int:
+    """The first child of ``parent`` (PID 1 of the subhost, as the host sees it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            for child in children:
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{child}/exe") == os.path.realpath(SYSTEMD):
+                        return int(child)
+        time.sleep(0.02)
+    raise TimeoutError("systemd did not start as PID 1 of the subhost")
+
+
+def drain(master: int, into: bytearray) -> None:
+    while select.select([master], [], [], 0)[0]:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        into.extend(data)
+
+
 # --- start timings ----------------------------------------------------------------------------
 
 class Marks:
@@ -1527,14 +1709,15 @@ def spread(values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="timed starts per variant (>= 20)")
-    parser.add_argument("--only", choices=["fs", "upper", "inside", "timing"], action="append",
+    parser.add_argument("--only", choices=["fs", "upper", "inside", "systemd", "timing"],
+                        action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("userns_prototype: run as root", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parts = set(args.only or ["fs", "upper", "inside", "timing"])
+    parts = set(args.only or ["fs", "upper", "inside", "systemd", "timing"])
     report = Report()
     ids = IdRange(65536 * random.randint(200, 30000))
     print(f"kernel {os.uname().release}, / is {filesystem_of('/')}, "
@@ -1553,6 +1736,8 @@ def main() -> int:
             probe_started_subhost(report, scratch, Sample.pick(), ids)
         if "timing" in parts:
             probe_timings(report, scratch, ids, args.runs)
+        if "systemd" in parts:
+            probe_systemd(report, scratch, ids)
     finally:
         shutil.rmtree(scratch)
     counts: dict[str, int] = {}
