@@ -1743,8 +1743,8 @@ def main() -> int:
     counts: dict[str, int] = {}
     for finding in report.findings:
         counts[finding.result] = counts.get(finding.result, 0) + 1
-    print("\nsummary: " + ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
-          + f"; load average now {os.getloadavg()[0]:.2f}")
+    tally = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
+    print(f"\nsummary: {tally or 'timings only'}; load average now {os.getloadavg()[0]:.2f}")
     return 0
 
 
