@@ -52,6 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from overlay_boot.linux import libc  # noqa: E402
@@ -214,7 +215,7 @@ class KernelLog:
 
 # --- children --------------------------------------------------------------------------------
 
-def in_child(func: Callable[..., object], *args: object) -> object:
+def in_child(func: Callable[..., object], *args: object) -> Any:
     """Run ``func(*args)`` in a forked child, return its JSON-able result (or raise its error)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -619,7 +620,7 @@ def variant_host_mounts(layout: Layout, sample: Sample, ids: IdRange,
         enter_userns(userns_fd)
         return look_inside(layout.live, sample)
 
-    return {"mount": "ok " + said, **in_child(inside)}  # type: ignore[dict-item]
+    return {"mount": "ok " + said, **in_child(inside)}
 
 
 def variant_userns_mounts(layout: Layout, sample: Sample, ids: IdRange, extra: str,
@@ -642,7 +643,7 @@ def variant_userns_mounts(layout: Layout, sample: Sample, ids: IdRange, extra: s
             return {"mount": "FAILS " + said}
         return {"mount": "ok " + said, **look_inside(layout.live, sample)}
 
-    return in_child(inside)  # type: ignore[return-value]
+    return in_child(inside)
 
 
 UPPER_VARIANTS: dict[str, tuple[str, Callable[..., dict[str, str]], tuple[object, ...]]] = {
@@ -679,7 +680,7 @@ def probe_existing_upper(report: Report, scratch: Path, sample: Sample, ids: IdR
         if mounted:
             seen.update(look_at_disk(layout, sample))
             again = in_child(reread_with_current_model, layout, sample)
-            seen.update(again)  # type: ignore[arg-type]
+            seen.update(again)
         for probe, value in seen.items():
             report.add(area, probe, judge(probe, value), value)
 
@@ -715,12 +716,13 @@ def probe_idmap_fs(case: FsCase, ids: IdRange) -> dict[str, str]:
     probe = case.mountpoint / "made-by-host-root"
     probe.write_text("x\n")
     userns_fd = create_userns(ids)
-    ok, said = attempt(lambda: idmapped_tree(case.mountpoint, userns_fd))
-    if not ok:
-        return {"idmapped mount": "FAILS " + said}
+    try:
+        tree = idmapped_tree(case.mountpoint, userns_fd)
+    except OSError as exc:
+        return {"idmapped mount": "FAILS " + error_text(exc)}
     idmapped = case.mountpoint.with_name(case.mountpoint.name + "-idmapped")
     idmapped.mkdir(exist_ok=True)
-    attach(int(said), idmapped)
+    attach(tree, idmapped)
     seen = {"idmapped mount": "ok",
             "host uid 0 file seen from host through it": str(
                 os.stat(idmapped / probe.name).st_uid)}
@@ -731,7 +733,7 @@ def probe_idmap_fs(case: FsCase, ids: IdRange) -> dict[str, str]:
         return {"seen inside as uid": str(os.stat(idmapped / probe.name).st_uid),
                 "create inside": describe(attempt(lambda: made.write_text("y\n")))}
 
-    seen.update(in_child(inside))  # type: ignore[arg-type]
+    seen.update(in_child(inside))
     with contextlib.suppress(OSError):
         on_disk = os.stat(case.mountpoint / "made-inside").st_uid
         seen["file made inside, on disk uid"] = str(on_disk)
@@ -770,7 +772,10 @@ def probe_filesystems(report: Report, scratch: Path, ids: IdRange) -> None:
 
     def mount_plain_overlay(target: Path) -> Callable[[], None]:
         layout = Layout(scratch / "fs-overlay-layers").create()
-        return lambda: mount_overlay(target, Path("/"), layout.upper, layout.work) and None
+
+        def mount() -> None:
+            mount_overlay(target, Path("/"), layout.upper, layout.work)
+        return mount
 
     scratch_on_root = scratch / "fs-root"
     scratch_on_root.mkdir()
@@ -794,7 +799,7 @@ def probe_filesystems(report: Report, scratch: Path, ids: IdRange) -> None:
             except RuntimeError as exc:
                 report.add(f"idmap {case.name}", "probe", "fails", str(exc))
                 continue
-            for probe, value in seen.items():  # type: ignore[union-attr]
+            for probe, value in seen.items():
                 report.add(f"idmap {case.name}", probe, judge(probe, value), value)
 
 
@@ -835,7 +840,7 @@ def alt_detached_overlay(layout: Layout, ids: IdRange) -> dict[str, str]:
         return {"userns root attaches it (move_mount) in its own mount ns": attached,
                 "its /etc/passwd owner inside": describe(owner)}
 
-    seen.update(in_child(inside))  # type: ignore[arg-type]
+    seen.update(in_child(inside))
     return seen
 
 
@@ -860,7 +865,7 @@ def alt_init_owned_pidns(layout: Layout, ids: IdRange) -> dict[str, str]:
                 "host root's detached proc of that PID ns, attached by userns root": attached,
                 "PIDs in that /proc": describe(pids)}
 
-    return in_child(pid1)  # type: ignore[return-value]
+    return in_child(pid1)
 
 
 def probe_alternatives(report: Report, scratch: Path, ids: IdRange) -> None:
@@ -873,7 +878,7 @@ def probe_alternatives(report: Report, scratch: Path, ids: IdRange) -> None:
         except RuntimeError as exc:
             report.add("alternatives", func.__name__, "fails", str(exc))
             continue
-        for probe, value in seen.items():  # type: ignore[union-attr]
+        for probe, value in seen.items():
             report.add("alternatives", probe, judge(probe, value), value)
 
 
@@ -1036,7 +1041,7 @@ def load_module() -> str:
 
 def run(argv: list[str], **kwargs: object) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False,
-                            stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+                            stdin=subprocess.DEVNULL, **kwargs)
     text = (result.stdout + result.stderr).strip().replace("\n", " | ")
     if result.returncode != 0:
         raise OSError(0, f"{' '.join(argv)}: exit {result.returncode}: {text}")
