@@ -1,7 +1,8 @@
 """Checks of a parsed `Config` against the host, before anything is created.
 
 Directories and their filesystems, the bridges named in CABLES, SHARE sources, and the
-ownership and modes of the config file (its ``!`` values run as root). Standard library only.
+ownership and modes of the config file (its ``!`` values run as root; see `trust`).
+Standard library only.
 Interface names already in use are the runtime's business (it removes stale ends of the same
 subhost and reports anything else).
 """
@@ -12,6 +13,7 @@ import os
 import stat
 from pathlib import Path
 
+from overlay_boot import trust
 from overlay_boot.config import Config
 from overlay_boot.errors import ConfigError, Problem
 
@@ -28,7 +30,7 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
             line = config.lines.get(var)
         problems.append(Problem(where, message, var, line))
 
-    problems += _config_file_problems(config.path)
+    problems += trust.config_file_problems(config.path)
 
     if config.base is not None:
         why = _dir_problem(config.base)
@@ -158,50 +160,3 @@ def _work_problem(upper: Path, work: Path) -> str | None:
     if w.startswith(u.rstrip("/") + "/") or u.startswith(w.rstrip("/") + "/"):
         return f"WORK {work} and UPPER {upper} must not be inside one another"
     return None
-
-
-def _config_file_problems(path: Path) -> list[Problem]:
-    """The config file, every symlink leading to it, and their directories must be root's.
-
-    ``!`` values run as root: whoever can change the file, or replace it in its directory,
-    could run anything as root.
-    """
-    problems: list[Problem] = []
-    checked: set[str] = set()
-
-    def check(p: str, what: str) -> None:
-        if p in checked:
-            return
-        checked.add(p)
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            problems.append(Problem(str(path), f"cannot check {what} {p}: {e.strerror or e}"))
-            return
-        mode = stat.S_IMODE(st.st_mode)
-        if st.st_uid != 0:
-            problems.append(Problem(
-                str(path),
-                f"{what} {p} is owned by uid {st.st_uid}, not root; "
-                "'!' values run as root, so it must belong to root",
-            ))
-        if mode & 0o022:
-            who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others"))
-                               if mode & bit)
-            problems.append(Problem(
-                str(path),
-                f"{what} {p} is writable by {who} (mode {mode:04o}); "
-                "'!' values run as root, so only root may write it",
-            ))
-
-    real = os.path.realpath(path)
-    check(real, "config file")
-    check(os.path.dirname(real), "directory")
-    current = os.path.abspath(path)
-    for _ in range(40):  # the kernel's symlink limit
-        check(os.path.dirname(current), "directory")
-        if not os.path.islink(current):
-            break
-        target = os.readlink(current)
-        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
-    return problems
