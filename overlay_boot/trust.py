@@ -271,3 +271,75 @@ def load_trusted(path: Path, *, command_timeout: float = 30.0) -> Config:
     finally:
         os.close(fd)
     return load_config(path, command_timeout=command_timeout, text=text, real_path=real)
+
+
+# ---------------------------------------------------------------------------------------------
+# LOG= and SHARE sources
+
+
+def log_path_problems(path: Path) -> list[str]:
+    """Why root must not append to PATH: an untrusted directory on the way, a symlink (never
+    followed) or something else than a regular file. Missing directories are fine (created)."""
+    try:
+        walked = walk(path, LOG_WHY, last=False, allow_missing=True)
+    except OSError as e:
+        where = e.filename if isinstance(e.filename, str) else str(path)
+        return [f"cannot be created: {where} {e.strerror or e}"]
+    try:
+        problems = list(walked.problems)
+        if walked.missing is None:
+            try:
+                st = os.stat(walked.name, dir_fd=walked.parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return problems
+            if stat.S_ISLNK(st.st_mode):
+                problems.append("is a symlink, which LOG is never opened through")
+            elif stat.S_ISDIR(st.st_mode):
+                problems.append("is a directory")
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append("is not a regular file")
+        return problems
+    finally:
+        walked.close()
+
+
+def open_log_file(path: Path) -> int:
+    """Open LOG= for appending (created 0640, its directories 0755), never through a symlink
+    and only below directories that only root may change. Raises `ConfigError` (no variable
+    line is known here) with the reason."""
+    where = str(path)
+    try:
+        walked = walk(path, LOG_WHY, last=False, create=True)
+    except OSError as e:
+        raise ConfigError(Problem(where, f"LOG cannot be opened: {_os_problem(e, where)}",
+                                  "LOG")) from None
+    try:
+        if walked.problems:
+            raise ConfigError([Problem(where, m, "LOG") for m in walked.problems])
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(walked.name, flags | os.O_CLOEXEC, 0o640, dir_fd=walked.parent)
+        except OSError as e:
+            why = ("is a symlink, which LOG is never opened through" if e.errno == errno.ELOOP
+                   else f"cannot be opened: {e.strerror or e}")
+            raise ConfigError(Problem(where, f"LOG {why}", "LOG")) from None
+    finally:
+        walked.close()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(Problem(where, "LOG is not a regular file", "LOG"))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def source_problems(path: Path) -> tuple[bool, list[str]]:
+    """Whether the SHARE source PATH exists, and what lets someone else than root swap it."""
+    try:
+        walked = walk(path, SHARE_WHY)
+    except FileNotFoundError:
+        return False, []
+    except OSError as e:
+        where = e.filename if isinstance(e.filename, str) else str(path)
+        return True, [f"{where} {e.strerror or e}"]
+    walked.close()
+    return True, walked.problems

@@ -22,10 +22,12 @@ def start_through_systemd(path: Path) -> int:
     from ..discovery import discover
     from ..generator import render_dropin
     from ..naming import unit_name
-    from ..validate import require_valid
+    from ..validate import host_warnings, require_valid
 
     config = _parse(path)
     require_valid(config)  # a bad config fails here, with its message and status 78
+    for warning in host_warnings(config):
+        log.warning(warning)
     unit = unit_name(config.name)
     active = systemd.unit_state(unit).active_state
     if active in ("active", "activating", "reloading"):

@@ -1,15 +1,19 @@
-"""Who may change what root runs (security review H1, L6).
+"""Who may change what root runs, appends to or binds (security review H1, M4, L6, L11).
 
 Real files, real owners (uid 65534, nobody) and the real commands: a `!` value of a config that
 someone else than root could have written must never run, `overlay-stop CONF` and
-`overlay-share … CONF` never run `!` values.
+`overlay-share … CONF` never run `!` values, LOG= is never opened through a symlink or where
+the subhost could plant one, SHARE sources must sit below root's directories.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,10 +166,126 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def test_stop_by_config_with_a_bang_name_uses_the_running_record(lab: Lab) -> None:
-    """A `!` NAME is found from the running subhost started from that file."""
+    """A `!` NAME is found from the running subhost started from that file; and with LOG=,
+    a background start writes each line to it once."""
     name = lab.name()
     conf = lab.config(f"NAME=!echo {name}\nSTART=none\n", name=name)
     started = lab.start(conf)
     assert started.returncode == 0, started.stderr
     stopped = lab.stop(str(conf))
     assert stopped.returncode == 0, stopped.stderr
+    lines = [re.sub(r"^[0-9-]+ [0-9:]+ ", "", line)
+             for line in (conf.parent / "subhost.log").read_text().splitlines()]
+    assert lines, "nothing logged"
+    assert len(lines) == len(set(lines)), lines
+
+
+# ---------------------------------------------------------------------------------------------
+# M4: LOG=
+
+
+def test_log_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+
+    base = tmp_path / "b"
+    subhost_dirs(base)
+    victim = tmp_path / "victim"
+    victim.write_text("original\n")
+    (base / "logs").mkdir()
+    (base / "logs" / "sub.log").symlink_to(victim)
+    conf = root_conf(base / "b.conf", "BASE=.\nSTART=none\nLOG=logs/sub.log\n")
+    for mode in ((), ("--foreground",), ("--verify",)):
+        result = run_command("boot", *mode, str(conf))
+        assert result.returncode == 78, (mode, result.stderr)
+        assert "LOG: LOG" in result.stderr and "is a symlink" in result.stderr
+    assert victim.read_text() == "original\n"
+    with pytest.raises(ConfigError, match="is a symlink"):  # whatever checked it before
+        trust.open_log_file(base / "logs" / "sub.log")
+    assert victim.read_text() == "original\n"
+
+
+def test_log_below_a_user_directory_is_refused(tmp_path: Path) -> None:
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.chown(logs, NOBODY, NOBODY)
+    with pytest.raises(ConfigError, match=f"directory {logs} is owned by uid {NOBODY}"):
+        trust.open_log_file(logs / "deeper" / "sub.log")
+    assert not (logs / "deeper").exists()
+    fd = trust.open_log_file(tmp_path / "new" / "dir" / "sub.log")  # made by root: fine
+    os.close(fd)
+    assert (tmp_path / "new" / "dir" / "sub.log").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("where", ["root/var/log/sub.log", "work/sub.log", "live/sub.log",
+                                   "data/sub.log", "alias/sub.log"])
+def test_log_where_the_subhost_writes_is_refused(tmp_path: Path, where: str) -> None:
+    base = tmp_path / "b"
+    subhost_dirs(base)
+    (base / "data").mkdir()
+    (base / "alias").symlink_to("root/var/log")  # resolves into UPPER
+    (base / "root" / "var" / "log").mkdir(parents=True)
+    conf = root_conf(base / "b.conf", f"BASE=.\nSTART=none\nSHARE=data:/data\nLOG={where}\n")
+    for mode in ("--verify", "--foreground"):
+        result = run_command("boot", mode, str(conf))
+        assert result.returncode == 78, (mode, result.stderr)
+        assert "LOG: LOG" in result.stderr and "put LOG outside UPPER" in result.stderr
+    assert not (base / where).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# L11: SHARE sources, reachable UPPER
+
+
+def test_share_source_below_a_user_directory_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    base = tmp_path / "b"
+    subhost_dirs(base)
+    conf = root_conf(base / "b.conf", f"BASE=.\nSTART=none\nSHARE={home}/data:/data\n")
+    assert run_command("boot", "--verify", str(conf)).returncode == 0
+    os.chown(home, NOBODY, NOBODY)  # nobody could swap data for a link to /etc
+    for mode in ("--verify", "--foreground"):
+        result = run_command("boot", mode, str(conf))
+        assert result.returncode == 78, (mode, result.stderr)
+        assert (f"SHARE: SHARE source {home}/data: directory {home} is owned by uid "
+                f"{NOBODY}, not root") in result.stderr
+
+
+def test_share_source_owned_by_a_user_in_a_sticky_directory_is_refused(tmp_path: Path) -> None:
+    sticky = tmp_path / "tmp"
+    (sticky / "data").mkdir(parents=True)
+    sticky.chmod(0o1777)
+    base = tmp_path / "b"
+    subhost_dirs(base)
+    conf = root_conf(base / "b.conf", f"BASE=.\nSTART=none\nSHARE={sticky}/data:/data\n")
+    assert run_command("boot", "--verify", str(conf)).returncode == 0
+    os.chown(sticky / "data", NOBODY, NOBODY)  # its owner may rename it away
+    result = run_command("boot", "--verify", str(conf))
+    assert result.returncode == 78
+    assert f"{sticky}/data is owned by uid {NOBODY} in directory {sticky}" in result.stderr
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every host user can reach (tmp_path's ancestors are root's 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="ob-trust-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_warning_when_every_user_can_reach_upper(open_dir: Path) -> None:
+    base = open_dir / "b"
+    subhost_dirs(base)
+    base.chmod(0o755)
+    conf = root_conf(base / "b.conf", "BASE=.\nSTART=none\n")
+    result = run_command("boot", "--verify", str(conf))
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {conf}: UPPER {base}/root can be reached by unprivileged host users" \
+        in result.stderr
+    assert f"run chmod 700 {base}" in result.stderr
+    base.chmod(0o700)
+    result = run_command("boot", "--verify", str(conf))
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
