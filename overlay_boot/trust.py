@@ -85,11 +85,13 @@ class _Walk:
         self.problems: list[str] = []
         self.stack: list[tuple[int, str, os.stat_result]] = []  # fd, real path, stat
 
+    def problem(self, message: str | None) -> None:
+        if message and message not in self.problems:  # a directory may be passed twice
+            self.problems.append(message)
+
     def push(self, fd: int, real: str, st: os.stat_result) -> None:
-        for why in (owner_problem("directory", real, st, self.why),
-                    writable_problem("directory", real, st, self.why, sticky_ok=True)):
-            if why:
-                self.problems.append(why)
+        self.problem(owner_problem("directory", real, st, self.why))
+        self.problem(writable_problem("directory", real, st, self.why, sticky_ok=True))
         self.stack.append((fd, real, st))
 
     def to_root(self) -> None:
@@ -117,11 +119,22 @@ class _Walk:
         """In a directory others may write (sticky), an entry's owner could replace it."""
         parent_st = self.stack[-1][2]
         if _others_may_write(parent_st) and st.st_uid != 0:
-            self.problems.append(
+            self.problem(
                 f"{self.shown(name)} is owned by uid {st.st_uid} in directory "
                 f"{self.stack[-1][1]}, which others may write (mode "
                 f"{stat.S_IMODE(parent_st.st_mode):04o}); {self.why}, so it must belong to root"
             )
+
+    def follow(self, name: str, fd: int) -> str:
+        """The target of symlink NAME (open at FD, closed here); an absolute one restarts
+        the walk at ``/``."""
+        try:
+            target = os.readlink(name, dir_fd=self.stack[-1][0])
+        finally:
+            os.close(fd)
+        if target.startswith("/"):
+            self.to_root()
+        return target
 
     def run(self, path: str, last: bool) -> Walked:
         root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -152,16 +165,11 @@ class _Walk:
                 st = os.fstat(fd)
                 self.check_entry(name, st)
                 if stat.S_ISLNK(st.st_mode):
-                    try:
-                        target = os.readlink(name, dir_fd=self.stack[-1][0])
-                    finally:
-                        os.close(fd)
                     links += 1
                     if links > MAX_LINKS:
+                        os.close(fd)
                         raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                    if target.startswith("/"):
-                        self.to_root()
-                    todo.extendleft(reversed(target.split("/")))
+                    todo.extendleft(reversed(self.follow(name, fd).split("/")))
                     continue
                 if is_last:
                     return self.result(name, fd=fd)

@@ -128,6 +128,18 @@ def test_the_walk_checks_what_it_opens(tmp_path: Path) -> None:
     os.mkfifo(etc / "fifo.conf")
     with pytest.raises(ConfigError, match="not a regular file"):
         trust.open_config(etc / "fifo.conf")
+    (etc / "loop.conf").symlink_to("loop.conf")
+    with pytest.raises(ConfigError, match="too many levels of symbolic links"):
+        trust.open_config(etc / "loop.conf")
+    open_ = tmp_path / "open"
+    root_conf(open_ / "x.conf", "BASE=.\n")
+    (open_ / "link.conf").symlink_to(open_ / "x.conf")  # passes `open` twice: one message
+    open_.chmod(0o777)
+    with pytest.raises(ConfigError) as e:
+        trust.open_config(open_ / "link.conf")
+    assert [p.message for p in e.value.problems] == [
+        f"directory {open_} is writable by group and others (mode 0777); "
+        "'!' values run as root, so only root may write it"]
 
 
 # ---------------------------------------------------------------------------------------------
