@@ -48,6 +48,8 @@ _EVAL_ORDER = (
     "PREMOUNT", "POSTMOUNT", "INIT", "RAM_SIZE",
 )
 DEFAULT_START = ("networking", "ssh")
+# The problem of a `!` NAME when commands are not run: what is not run cannot name a subhost.
+NAME_IS_COMMAND = "NAME is a command; the generator cannot run it: give a literal NAME"
 DEFAULT_RAM_SIZE = "50M"
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
@@ -439,9 +441,7 @@ class _Parser:
     def _evaluate(self, var: str, command: str, config_dir: str) -> None:
         if not self.evaluate:
             if var == "NAME":
-                self.problem(
-                    var, "NAME is a command; the generator cannot run it: give a literal NAME"
-                )
+                self.problem(var, NAME_IS_COMMAND)
             self.unresolved.add(var)
             return
         if not command:

@@ -56,7 +56,7 @@ def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
     run here (they run as root and may mount things). A `!` NAME is taken from the running
     subhost started from that file, if any; else it is refused.
     """
-    from ..config import load_config
+    from ..config import NAME_IS_COMMAND, load_config
     from ..naming import is_safe_instance
 
     looks_like_path = "/" in arg or arg.endswith(".conf")
@@ -65,8 +65,7 @@ def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
         try:
             config = load_config(path, evaluate=False)
         except ConfigError as exc:
-            if not any(p.variable == "NAME" and "command" in p.message
-                       for p in exc.problems):
+            if not any(p.message == NAME_IS_COMMAND for p in exc.problems):
                 raise
             return _running_from(path, prog), path
         return config.name, path

@@ -48,13 +48,13 @@ def start_through_systemd(path: Path) -> int:
 
 def _parse(path: Path):
     """The config, parsed without running its `!` values: the unit runs them (once)."""
-    from ..config import load_config
+    from ..config import NAME_IS_COMMAND, load_config
 
     try:
         return load_config(path, evaluate=False)
     except ConfigError as exc:
-        raise ConfigError([_literal_name_needed(p) if p.variable == "NAME" and
-                           "is a command" in p.message else p for p in exc.problems]) from None
+        raise ConfigError([_literal_name_needed(p) if p.message == NAME_IS_COMMAND else p
+                           for p in exc.problems]) from None
 
 
 def _literal_name_needed(problem: Problem) -> Problem:
