@@ -70,6 +70,21 @@ def test_bang_in_a_config_written_by_a_user_never_runs(tmp_path: Path, mode) -> 
     assert not marker.exists(), "a `!` value of a user's config ran as root"
 
 
+def test_bang_in_a_user_config_never_runs_in_the_unit(tmp_path: Path) -> None:
+    """The unit's main process (`--instance NAME`, the config named by the generator's
+    drop-in) checks the same way."""
+    alice = tmp_path / "alice"
+    subhost_dirs(alice)
+    os.chown(alice, NOBODY, NOBODY)
+    marker = tmp_path / "ran-in-unit"
+    as_nobody(alice, f"printf 'BASE=!touch {marker}; echo .\\nSTART=none\\n' > alice.conf")
+    result = run_command("boot", "--instance", "alice",
+                         env={"OVERLAY_BOOT_CONFIG": str(alice / "alice.conf")})
+    assert result.returncode == 78, result.stderr
+    assert f"is owned by uid {NOBODY}, not root" in result.stderr
+    assert not marker.exists()
+
+
 def test_bang_in_a_root_config_below_a_user_directory_never_runs(tmp_path: Path) -> None:
     """Root's file in root's directory, but a user owns an ancestor: that user can rename the
     directory away and put anything in its place."""
