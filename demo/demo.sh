@@ -16,6 +16,7 @@ make -s install
 
 step "a subhost directory: live/ root/ work/ and a config"
 mkdir -p "$BASE"/{live,root,work}
+chmod 700 "$BASE"  # host users must not reach root/: see overlay-boot.conf(5)
 cat > "$BASE/hello" <<'SH'
 #!/bin/sh
 # A START service: a tiny daemon that answers on the subhost's own loopback.

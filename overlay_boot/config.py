@@ -1,8 +1,9 @@
 """Parse a subhost configuration file into a frozen `Config` (SPEC §2).
 
-Pure: reads the file and, unless ``evaluate=False``, runs the ``!`` commands of its values;
-never looks at anything else on the host (that is ``validate``'s job). Standard library only,
-because the systemd generator imports it.
+Pure: reads the file (or is given its text) and, unless ``evaluate=False``, runs the ``!``
+commands of its values; never looks at anything else on the host (that is ``validate``'s job,
+and ``trust``'s for who may write the file: commands check that before anything runs).
+Standard library only, because the systemd generator imports it.
 
 Semantics kept from overlay-boot 1.6.4:
 
@@ -48,6 +49,8 @@ _EVAL_ORDER = (
     "PREMOUNT", "POSTMOUNT", "INIT", "RAM_SIZE",
 )
 DEFAULT_START = ("networking", "ssh")
+# The problem of a `!` NAME when commands are not run: what is not run cannot name a subhost.
+NAME_IS_COMMAND = "NAME is a command; the generator cannot run it: give a literal NAME"
 DEFAULT_RAM_SIZE = "50M"
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
@@ -169,27 +172,36 @@ def _read_text(path: Path) -> str:
     """The file's text; refuses FIFOs, devices and huge files rather than hang on them."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(Problem(str(path), "not a regular file"))
-            if st.st_size > MAX_SIZE:
-                raise ConfigError(
-                    Problem(str(path), f"too large for a config ({st.st_size} bytes)")
-                )
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(MAX_SIZE + 1)
-        finally:
-            os.close(fd)
     except OSError as e:
         raise ConfigError(Problem(str(path), f"cannot read: {e.strerror or e}")) from None
+    try:
+        return read_config_fd(fd, str(path))
+    finally:
+        os.close(fd)
+
+
+def read_config_fd(fd: int, where: str) -> str:
+    """The text of the config file open at FD (named WHERE in messages): a regular file of at
+    most MAX_SIZE bytes, UTF-8 without NUL bytes."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(Problem(where, "not a regular file"))
+        if st.st_size > MAX_SIZE:
+            raise ConfigError(Problem(where, f"too large for a config ({st.st_size} bytes)"))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SIZE + 1)
+    except OSError as e:
+        raise ConfigError(Problem(where, f"cannot read: {e.strerror or e}")) from None
+    if len(data) > MAX_SIZE:
+        raise ConfigError(Problem(where, f"too large for a config (over {MAX_SIZE} bytes)"))
     if b"\0" in data:
-        raise ConfigError(Problem(str(path), "binary file (contains NUL bytes), not a config"))
+        raise ConfigError(Problem(where, "binary file (contains NUL bytes), not a config"))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(
-            Problem(str(path), f"binary file (invalid UTF-8 at byte {e.start}), not a config")
+            Problem(where, f"binary file (invalid UTF-8 at byte {e.start}), not a config")
         ) from None
 
 
@@ -431,9 +443,7 @@ class _Parser:
     def _evaluate(self, var: str, command: str, config_dir: str) -> None:
         if not self.evaluate:
             if var == "NAME":
-                self.problem(
-                    var, "NAME is a command; the generator cannot run it: give a literal NAME"
-                )
+                self.problem(var, NAME_IS_COMMAND)
             self.unresolved.add(var)
             return
         if not command:
@@ -670,19 +680,22 @@ def _mac(text: str) -> str | None:
     return ":".join(f"{int(p, 16):02x}" for p in parts)
 
 
-def load_config(path: str | Path, *, evaluate: bool = True,
-                command_timeout: float = 30.0) -> Config:
+def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: float = 30.0,
+                text: str | None = None, real_path: str | None = None) -> Config:
     """Parse the config file at ``path``; raise `ConfigError` with every problem found.
 
-    ``evaluate=False`` never runs ``!`` commands (the generator): see `Config`.
+    ``evaluate=False`` never runs ``!`` commands (the generator): see `Config`. This reads
+    the file by path and checks nothing about who may write it: a command that runs ``!``
+    values as root gets TEXT and REAL_PATH from `trust.load_trusted`, which checks first.
     """
     abspath = Path(os.path.abspath(path))
-    text = _read_text(abspath)
+    if text is None:
+        text = _read_text(abspath)
     p = _Parser(abspath, evaluate, command_timeout)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 
-    p.evaluate_all(os.path.dirname(os.path.realpath(abspath)))
+    p.evaluate_all(os.path.dirname(real_path or os.path.realpath(abspath)))
     base = p.base
     if base is None and "BASE" not in p.unresolved and "BASE" not in p.values \
             and not any(x.variable == "BASE" for x in p.problems):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import naming
+from overlay_boot.config import MAX_SIZE
 from overlay_boot.errors import ConfigError, Problem
 
 CONFIG_DIR = "/etc/overlay-boot"
@@ -129,17 +130,19 @@ def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None
 
 def declared_name(path: Path) -> str:
     """The subhost NAME of a config without parsing all of it: the first ``NAME=`` line, or
-    the file name without ``.conf``. A ``!`` command is returned as it is (never run)."""
+    the file name without ``.conf``. A ``!`` command is returned as it is (never run).
+    Lines end at ``\n`` only, as the config reader splits them (a lone ``\r`` ends nothing)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("NAME="):
-                    value = line[5:].strip(" \t\r\n\f\v")
-                    if value:
-                        return value
-                    break
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIZE + 1)
     except OSError:
-        pass
+        data = b""
+    for raw in data.decode("utf-8", "replace").split("\n"):
+        if raw.startswith("NAME="):
+            value = raw[5:].strip(" \t\r\f\v")
+            if value:
+                return value
+            break
     name = path.name
     return name[: -len(".conf")] if name.endswith(".conf") and name != ".conf" else name
 

@@ -326,6 +326,14 @@ def _host_check() -> Callable[[Config], list[Problem]] | None:
     return getattr(validate, "check_host", None)
 
 
+def _host_warnings() -> Callable[[Config], list[str]] | None:
+    try:
+        from overlay_boot import validate
+    except ImportError:
+        return None
+    return getattr(validate, "host_warnings", None)
+
+
 def verify(args: Sequence[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
     """Check the given configs (paths or NAMEs), or all discovered ones (duplicates included).
 
@@ -356,10 +364,13 @@ def verify(args: Sequence[str], out: Callable[[str], None], err: Callable[[str],
             err(m.text if m.priority <= ERR else f"warning: {m.text}")
         failed = result.failed
         configs = list(result.generated)
+    host_warnings = _host_warnings()
     for config in configs:
         host_problems = check_host(config) if check_host else []
         for p in host_problems:
             err(str(p))
+        for w in host_warnings(config) if host_warnings else []:
+            err(f"warning: {w}")
         if host_problems:
             failed = True
         else:

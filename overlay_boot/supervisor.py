@@ -281,9 +281,12 @@ def run_init_command(config: Config) -> str:
 
 
 def open_log(path: Path | None) -> None:
-    """Open the LOG= file for appending; every later message is copied there."""
+    """Open the LOG= file for appending; every later message is copied there.
+
+    Never through a symlink, and only below directories only root may change (`trust`):
+    root appends to it."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    log.configure(extra_fd=fd)
+    from .trust import open_log_file
+
+    log.configure(extra_fd=open_log_file(path))

@@ -1,7 +1,8 @@
 """Checks of a parsed `Config` against the host, before anything is created.
 
-Directories and their filesystems, the bridges named in CABLES, SHARE sources, and the
-ownership and modes of the config file (its ``!`` values run as root). Standard library only.
+Directories and their filesystems, the bridges named in CABLES, SHARE sources, LOG, and the
+ownership and modes of the config file (its ``!`` values run as root; see `trust`). Standard
+library only.
 Interface names already in use are the runtime's business (it removes stale ends of the same
 subhost and reports anything else).
 """
@@ -12,6 +13,7 @@ import os
 import stat
 from pathlib import Path
 
+from overlay_boot import trust
 from overlay_boot.config import Config
 from overlay_boot.errors import ConfigError, Problem
 
@@ -28,7 +30,7 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
             line = config.lines.get(var)
         problems.append(Problem(where, message, var, line))
 
-    problems += _config_file_problems(config.path)
+    problems += trust.config_file_problems(config.path)
 
     if config.base is not None:
         why = _dir_problem(config.base)
@@ -67,8 +69,7 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
             add("CABLES", f"{bridge} exists but is not a bridge")
 
     if config.log is not None:
-        why = _log_problem(config.log)
-        if why:
+        for why in _log_problems(config):
             add("LOG", f"LOG {config.log} {why}")
 
     if config.vlans and not vlan_supported():
@@ -83,8 +84,11 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         )
 
     for share in config.shares:
-        if not os.path.exists(share.source):
+        exists, whys = trust.source_problems(share.source)
+        if not exists:
             add("SHARE", f"SHARE source {share.source} does not exist", share.line)
+        for why in whys:
+            add("SHARE", f"SHARE source {share.source}: {why}", share.line)
 
     return problems
 
@@ -117,13 +121,63 @@ def _nested_layers(layers: tuple[Path, ...]) -> str | None:
     return None
 
 
-def _log_problem(path: Path) -> str | None:
-    """Why the LOG= file cannot be appended to, if it can't (its directory may be created)."""
-    if path.is_dir():
-        return "is a directory"
-    for parent in path.parents:
-        if parent.exists():
-            return None if parent.is_dir() else f"cannot be created: {parent} is not a directory"
+def _log_problems(config: Config) -> list[str]:
+    """Why root must not append to the LOG= file (its directory may be created)."""
+    assert config.log is not None
+    problems = []
+    inside = _log_inside(config)
+    if inside:
+        var, path = inside
+        problems.append(f"is inside {var} {path}, where the subhost (or whoever writes there) "
+                        "could make it a symlink to any host file: put LOG outside UPPER, "
+                        "WORK, LIVE and SHARE sources")
+    return problems + trust.log_path_problems(config.log)
+
+
+def _log_inside(config: Config) -> tuple[str, Path] | None:
+    """The directory (UPPER, WORK, LIVE, a SHARE source) that LOG is in, as written or
+    resolved, if any."""
+    assert config.log is not None
+    places: list[tuple[str, Path | None]] = [("UPPER", config.upper), ("LIVE", config.live)]
+    if config.variant == "overlay":
+        places.append(("WORK", config.work))
+    places += [("SHARE source", s.source) for s in config.shares]
+    log_real = os.path.join(os.path.realpath(config.log.parent), config.log.name)
+    for var, place in places:
+        if place is None:
+            continue
+        for log in (str(config.log), log_real):
+            for where in (os.path.normpath(place), os.path.realpath(place)):
+                if log == where or log.startswith(where.rstrip("/") + "/"):
+                    return var, place
+    return None
+
+
+def host_warnings(config: Config) -> list[str]:
+    """What works but should not: an UPPER that unprivileged host users can reach."""
+    if config.upper is None or _first_closed_dir(config.upper) is not None:
+        return []
+    upper = os.path.realpath(config.upper)
+    base = os.path.realpath(config.base) if config.base is not None else None
+    close = base if base and upper.startswith(base.rstrip("/") + "/") else upper
+    return [f"{config.path}: UPPER {config.upper} can be reached by unprivileged host users "
+            "(every directory on its way lets others through): setuid programs and device "
+            f"nodes made in the subhost are usable by them; run chmod 700 {close}"]
+
+
+def _first_closed_dir(path: Path) -> str | None:
+    """The first directory on the way to PATH (itself included) that only its owner (and
+    group root) may pass through; None when there is none, or it cannot be told."""
+    real = os.path.realpath(path)
+    current = "/"
+    for part in [""] + real.strip("/").split("/"):
+        current = os.path.join(current, part) if part else current
+        try:
+            st = os.stat(current)
+        except OSError:
+            return current
+        if not st.st_mode & 0o001 and (st.st_gid == 0 or not st.st_mode & 0o010):
+            return current
     return None
 
 
@@ -160,50 +214,3 @@ def _work_problem(upper: Path, work: Path) -> str | None:
     if w.startswith(u.rstrip("/") + "/") or u.startswith(w.rstrip("/") + "/"):
         return f"WORK {work} and UPPER {upper} must not be inside one another"
     return None
-
-
-def _config_file_problems(path: Path) -> list[Problem]:
-    """The config file, every symlink leading to it, and their directories must be root's.
-
-    ``!`` values run as root: whoever can change the file, or replace it in its directory,
-    could run anything as root.
-    """
-    problems: list[Problem] = []
-    checked: set[str] = set()
-
-    def check(p: str, what: str) -> None:
-        if p in checked:
-            return
-        checked.add(p)
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            problems.append(Problem(str(path), f"cannot check {what} {p}: {e.strerror or e}"))
-            return
-        mode = stat.S_IMODE(st.st_mode)
-        if st.st_uid != 0:
-            problems.append(Problem(
-                str(path),
-                f"{what} {p} is owned by uid {st.st_uid}, not root; "
-                "'!' values run as root, so it must belong to root",
-            ))
-        if mode & 0o022:
-            who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others"))
-                               if mode & bit)
-            problems.append(Problem(
-                str(path),
-                f"{what} {p} is writable by {who} (mode {mode:04o}); "
-                "'!' values run as root, so only root may write it",
-            ))
-
-    real = os.path.realpath(path)
-    check(real, "config file")
-    check(os.path.dirname(real), "directory")
-    current = os.path.abspath(path)
-    for _ in range(40):  # the kernel's symlink limit
-        check(os.path.dirname(current), "directory")
-        if not os.path.islink(current):
-            break
-        target = os.readlink(current)
-        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
-    return problems

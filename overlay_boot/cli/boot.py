@@ -112,11 +112,15 @@ def missing_config(path: Path) -> ConfigError:
 
 
 def load_valid(path: Path):
-    from ..config import load_config
-    from ..validate import require_valid
+    """The config at PATH, checked: who may write it before its `!` values run, then the
+    host. Warnings go to the log."""
+    from ..trust import load_trusted
+    from ..validate import host_warnings, require_valid
 
-    config = load_config(path, command_timeout=command_timeout())
+    config = load_trusted(path, command_timeout=command_timeout())
     require_valid(config)
+    for warning in host_warnings(config):
+        log.warning(warning)
     return config
 
 
@@ -149,24 +153,29 @@ def load_instance(name: str):
     return config
 
 
-def supervise(config, ready=None) -> int:
-    """Run the supervisor in this process."""
+def supervise(config, ready=None, *, stdio_is_log: bool = False) -> int:
+    """Run the supervisor in this process (STDIO_IS_LOG: stdout and stderr already go to the
+    LOG= file, which is then not opened a second time: each line would be written twice)."""
     from ..supervisor import Supervisor, open_log
 
     log.configure(tag=f"overlay-boot[{config.name}]")
-    open_log(config.log)
+    if not stdio_is_log:
+        open_log(config.log)
     return Supervisor(config, ready=ready).run()
 
 
 def start_in_background(config) -> int:
     """Fork the supervisor into its own session; return once the subhost is ready (or failed)."""
+    from ..trust import open_log_file
+
     log_path = config.log or DEFAULT_LOG_DIR / f"{config.name}.log"
+    log_fd = open_log_file(log_path)  # here, so that a refused LOG is a config error (78)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the supervisor
         os.close(read_fd)
         os.setsid()
-        _redirect_stdio(log_path)
+        _redirect_stdio(log_fd)
 
         def ready(error: str | None) -> None:
             nonlocal write_fd
@@ -178,9 +187,11 @@ def start_in_background(config) -> int:
 
         status = 1
         try:
-            status = run_main(lambda: supervise(config, ready), f"overlay-boot[{config.name}]")
+            status = run_main(lambda: supervise(config, ready, stdio_is_log=True),
+                              f"overlay-boot[{config.name}]")
         finally:
             os._exit(status)
+    os.close(log_fd)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
         answer = pipe.readline().decode("utf-8", "replace").rstrip("\n")
@@ -197,9 +208,8 @@ def start_in_background(config) -> int:
     )
 
 
-def _redirect_stdio(log_path: Path) -> None:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+def _redirect_stdio(out: int) -> None:
+    """stdin from /dev/null, stdout and stderr to OUT (the log file, then closed)."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out, 1)

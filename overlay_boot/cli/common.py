@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import log
-from ..errors import EX_FAILURE, EX_USAGE, ConfigError, SubhostError
+from ..errors import EX_FAILURE, EX_USAGE, ConfigError, Problem, SubhostError
 
 
 def run_main(body: Callable[[], int], tag: str) -> int:
@@ -48,13 +48,15 @@ def require_root() -> None:
         raise SubhostError("must be run as root")
 
 
-def resolve_target(arg: str) -> tuple[str, Path | None]:
+def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
     """Turn a NAME-or-CONF argument into (name, config path or None).
 
     An argument naming an existing file (or containing '/' or ending in '.conf') is a config
-    file; anything else is a subhost name.
+    file; anything else is a subhost name. The config is only parsed: its `!` values never
+    run here (they run as root and may mount things). A `!` NAME is taken from the running
+    subhost started from that file, if any; else it is refused.
     """
-    from ..config import load_config
+    from ..config import NAME_IS_COMMAND, load_config
     from ..naming import is_safe_instance
 
     looks_like_path = "/" in arg or arg.endswith(".conf")
@@ -63,13 +65,26 @@ def resolve_target(arg: str) -> tuple[str, Path | None]:
         try:
             config = load_config(path, evaluate=False)
         except ConfigError as exc:
-            if not any(p.variable == "NAME" for p in exc.problems):
+            if not any(p.message == NAME_IS_COMMAND for p in exc.problems):
                 raise
-            config = load_config(path)
+            return _running_from(path, prog), path
         return config.name, path
     if not is_safe_instance(arg):
         raise UsageError(f"{arg!r} is neither a config file nor a valid subhost name")
     return arg, None
+
+
+def _running_from(path: Path, prog: str) -> str:
+    """The name of the one running subhost started from the config at PATH."""
+    from .. import state
+
+    real = os.path.realpath(path)
+    names = {r.name for r in state.running() if os.path.realpath(r.config) == real}
+    if len(names) == 1:
+        return names.pop()
+    raise ConfigError(Problem(
+        str(path), f"NAME is a '!' command, which {prog} never runs, and no running subhost "
+                   "was started from this file: give the subhost's NAME instead", "NAME"))
 
 
 def write_stderr(text: str) -> None:

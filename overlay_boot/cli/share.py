@@ -64,7 +64,7 @@ def _main(args: argparse.Namespace) -> int:
     target = os.path.normpath(target)
     if target == "/":
         raise UsageError("cannot share onto the subhost's root directory")
-    name, _ = resolve_target(args.name)
+    name, _ = resolve_target(args.name, "overlay-share")
     if args.remove:
         try:
             host = os.stat(hostdir)

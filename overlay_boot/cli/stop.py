@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     require_root()
-    name, path = resolve_target(args.target)
+    name, path = resolve_target(args.target, "overlay-stop")
     if args.cleanup:
         remove_leftovers(name)
         state.remove_runtime_dropin(name)

@@ -4,6 +4,7 @@ The instance overlay-boot@NAME.service runs the config. When the generator does 
 config (it is neither in /etc/overlay-boot nor in /etc/subhosts.conf), a runtime drop-in names
 it for this boot (like `systemctl --runtime`), so supervision, `systemctl status` and the
 journal are the same either way; `overlay-stop --cleanup` (ExecStopPost=) removes the drop-in.
+The `!` values run once, in the unit: here the config is only parsed and checked.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ import os
 from pathlib import Path
 
 from .. import log
-from ..errors import SubhostError
+from ..errors import ConfigError, Problem, SubhostError
 from ..state import remove_runtime_dropin, runtime_dropin
 
 
 def start_through_systemd(path: Path) -> int:
     from .. import systemd
-    from ..config import load_config
     from ..discovery import discover
     from ..generator import render_dropin
     from ..naming import unit_name
-    from ..validate import require_valid
+    from ..validate import host_warnings, require_valid
 
-    config = load_config(path)
+    config = _parse(path)
     require_valid(config)  # a bad config fails here, with its message and status 78
+    for warning in host_warnings(config):
+        log.warning(warning)
     unit = unit_name(config.name)
     active = systemd.unit_state(unit).active_state
     if active in ("active", "activating", "reloading"):
@@ -42,3 +44,20 @@ def start_through_systemd(path: Path) -> int:
     systemd.start_unit(unit)
     log.info(f"subhost {config.name} started as {unit}")
     return 0
+
+
+def _parse(path: Path):
+    """The config, parsed without running its `!` values: the unit runs them (once)."""
+    from ..config import NAME_IS_COMMAND, load_config
+
+    try:
+        return load_config(path, evaluate=False)
+    except ConfigError as exc:
+        raise ConfigError([_literal_name_needed(p) if p.message == NAME_IS_COMMAND else p
+                           for p in exc.problems]) from None
+
+
+def _literal_name_needed(problem: Problem) -> Problem:
+    return Problem(problem.path, "NAME is a '!' command: a subhost started through systemd "
+                                 "(unit overlay-boot@NAME) needs a literal NAME; give one, or "
+                                 "start it with --no-systemd", problem.variable, problem.line)

@@ -99,14 +99,16 @@ def test_upper_is_persistent_and_host_untouched(subhost, scratch: Path) -> None:
 
 
 def test_services_start_in_order_and_stop_in_reverse(subhost, scratch: Path) -> None:
-    record = scratch / "services.log"
+    shared = scratch / "shared"  # not the whole scratch: LOG= may not be in a SHARE source
+    shared.mkdir()
+    record = shared / "services.log"
     scripts = []
     for word in ("one", "two", "three"):
-        script = scratch / f"svc-{word}"
+        script = shared / f"svc-{word}"
         script.write_text(f"#!/bin/sh\necho \"$1 {word}\" >> {record}\n")
         script.chmod(0o755)
         scripts.append(str(script))
-    conf = subhost.config(f"BASE=.\nSHARE={scratch}\nSTART={' '.join(scripts)}\n")
+    conf = subhost.config(f"BASE=.\nSHARE={shared}\nSTART={' '.join(scripts)}\n")
     subhost.start(conf)
     assert record.read_text().split("\n")[:3] == ["start one", "start two", "start three"]
     assert subhost.stop(str(conf)).returncode == 0

@@ -230,3 +230,21 @@ def test_enabled_and_listed_subhosts_start_at_boot(new_box: SystemdBox) -> None:
     new_box.run("systemctl", "stop", made.unit(enabled), made.unit(listed))
     for name in (enabled, listed):
         assert made.leftovers(name) == []
+
+
+def test_command_line_runs_bang_values_once(box: SystemdBox, subhosts: Subhosts) -> None:
+    """`overlay-boot CONF` through systemd only parses and checks the config: its `!` values
+    run once, in the unit. A `!` NAME cannot name the unit: refused, nothing run."""
+    counter = box.scratch / f"count-{secrets.token_hex(3)}"
+    name, path = subhosts.make(f"START=!echo ran >> {counter}; echo none\n", link=False)
+    box.run("overlay-boot", path)
+    assert subhosts.state(name) == "active"
+    box.run("overlay-stop", path)
+    assert counter.read_text() == "ran\n"
+    marker = box.scratch / f"named-{secrets.token_hex(3)}"
+    _, bang = subhosts.make(f"NAME=!touch {marker}; echo x\nSTART=none\n", link=False)
+    refused = box.run("overlay-boot", bang, check=False)
+    assert refused.returncode == 78, refused.stderr
+    assert "a subhost started through systemd (unit overlay-boot@NAME) needs a literal NAME" \
+        in refused.stderr
+    assert not marker.exists()

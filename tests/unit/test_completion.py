@@ -82,3 +82,18 @@ def test_boot_offers_config_files_and_instance_names(dirs: dict[str, str]) -> No
     offered = complete(dirs, "overlay-boot", "")
     assert f"{etc}/db.conf" in offered and f"{etc}/web.conf" in offered
     assert complete(dirs, "overlay-boot", "--v") == ["--verify"]
+
+
+def test_names_are_offered_literally_never_expanded(dirs: dict[str, str]) -> None:
+    """A name is a word to offer, not shell code: compgen -W would run `$(...)` in it."""
+    tmp = Path(dirs["TMP"])
+    marker = tmp / "expanded"
+    strange = ["$(touch expanded)", "`touch expanded`", "*", "a b"]
+    for name in strange:
+        (Path(dirs["OVERLAY_BOOT_RUN_DIR"]) / f"{name}.json").write_text("{}")
+        (Path(dirs["OVERLAY_BOOT_RUN_DIR"]) / f"{name}.lock").write_text("")
+    offered = complete(dirs, "overlay-go", "")
+    assert not marker.exists()
+    assert sorted(offered) == sorted(["alpha", "beta", *strange])
+    assert complete(dirs, "overlay-go", "$(") == ["$(touch expanded)"]
+    assert not marker.exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from overlay_boot import discovery
+from overlay_boot.config import load_config
 from overlay_boot.discovery import Found
 from overlay_boot.errors import ConfigError
 
@@ -129,3 +130,15 @@ def test_find_instance_rejects_unsafe_names(etc: Path, name: str) -> None:
     with pytest.raises(ConfigError) as e:
         discovery.find_instance(name)
     assert "not a valid subhost name" in str(e.value)
+
+
+@pytest.mark.parametrize("text", [
+    "BASE=.\rNAME=web\r",  # CR-only line ends: one line for the config reader
+    "BASE=.\n\rNAME=web\nNAME=db\n",
+    "NAME=web\r\nBASE=.\n",
+    "BASE=.\n\x0bNAME=web\n\x0cNAME=db\nNAME=mail\n",  # str.splitlines would split at VT, FF
+])
+def test_declared_name_splits_lines_as_the_config_reader(tmp_path: Path, text: str) -> None:
+    conf = tmp_path / "file.conf"
+    conf.write_bytes(text.encode())
+    assert discovery.declared_name(conf) == load_config(conf, evaluate=False).name
