@@ -190,6 +190,7 @@ def test_services_see_subhosts_started_after_them(box: SystemdBox,
         assert subhosts.leftovers(name) == []
 
 
+@pytest.mark.needs("no-8021q")
 def test_a_vlan_without_its_module_fails_clearly(box: SystemdBox, subhosts: Subhosts) -> None:
     """The unit may not load modules: 8021q must be loaded on the host, and the start says
     so (this box's kernel has no 8021q at all, nor may the unit load one)."""
