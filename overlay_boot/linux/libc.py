@@ -206,3 +206,36 @@ def move_mount(from_fd: int, to_path: PathLike, from_path: PathLike = "",
             ctypes.c_int(to_dirfd), _c_str(_fs(to_path)), ctypes.c_uint(flags))
     _check(_libc.syscall(*args), "move_mount", os.fspath(to_path))
 
+
+
+# --- mount_setattr(2): attributes and propagation of a mount tree (Linux 5.12) ------------------
+SYS_MOUNT_SETATTR = 442
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_NOEXEC = 0x00000008
+MOUNT_ATTR__ATIME = 0x00000070
+MOUNT_ATTR_RELATIME = 0x00000000
+MOUNT_ATTR_NOATIME = 0x00000010
+MOUNT_ATTR_STRICTATIME = 0x00000020
+MOUNT_ATTR_NODIRATIME = 0x00000080
+MOUNT_ATTR_IDMAP = 0x00100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0)."""
+
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  propagation: int = 0) -> None:
+    """mount_setattr(2): change the mount at ``path`` (relative to ``dirfd``; "" with
+    AT_EMPTY_PATH for the fd itself), with AT_RECURSIVE its whole tree. ``propagation`` is one
+    of MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE, or 0 to leave it."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    args = (ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _c_str(_fs(path)),
+            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(_libc.syscall(*args), "mount_setattr", path or _fd_name(dirfd))
