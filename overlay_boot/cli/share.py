@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     "inside it), or with --remove detach it again.",
         epilog="SUBHOSTDIR defaults to the same path as HOSTDIR. The share lasts until it is "
                "removed or the subhost stops. --remove NAME SUBHOSTDIR (NAME a subhost name, "
-               "SUBHOSTDIR an absolute path) detaches whatever share is at SUBHOSTDIR.",
+               "SUBHOSTDIR an absolute path, not a file on the host) detaches whatever share "
+               "is at SUBHOSTDIR.",
     )
     parser.add_argument("--remove", action="store_true",
                         help="detach the share at SUBHOSTDIR (HOSTDIR may be gone)")
@@ -78,22 +79,25 @@ class Request:
 
 def request_of(args: argparse.Namespace) -> Request:
     if args.remove and args.subhostdir is None and _names_a_target(args.hostdir, args.name):
-        return Request(True, None, args.hostdir, _target(args.name))
+        return Request(True, None, args.hostdir, _target(args.name, remove=True))
     target = args.subhostdir or os.path.abspath(args.hostdir)
-    return Request(args.remove, args.hostdir, args.name, _target(target))
+    return Request(args.remove, args.hostdir, args.name, _target(target, args.remove))
 
 
 def _names_a_target(first: str, second: str) -> bool:
     """``--remove NAME SUBHOSTDIR`` rather than ``--remove HOSTDIR NAME|CONF``: a subhost name
-    first, then an absolute path that is no config file (``*.conf``)."""
-    return is_valid_name(first) and second.startswith("/") and not second.endswith(".conf")
+    first, then an absolute path that is no file on the host (a CONF is one: it is read; a
+    trailing "/" always makes it a directory)."""
+    return is_valid_name(first) and second.startswith("/") and not os.path.isfile(second)
 
 
-def _target(path: str) -> str:
+def _target(path: str, remove: bool) -> str:
+    """SUBHOSTDIR normalised. Whether it is one of overlay-boot's own mounts is found out
+    inside, where it resolves (``_own_mount_at``)."""
     if not path.startswith("/"):
         raise UsageError(f"SUBHOSTDIR must be an absolute path: {path}")
     target = os.path.normpath(path)
-    if target == "/":
+    if target == "/" and not remove:
         raise UsageError("cannot share onto the subhost's root directory")
     return target
 

@@ -234,7 +234,7 @@ def test_own_mounts_are_refused_however_spelt(own_subhost: Subhost, hostdir: Pat
         return sorted(line.split()[4] for line in info.splitlines())
 
     before = points()
-    for spelling in ("//proc", "/var/run", "//", "///dev", "/dev//pts", "/proc/self/.."):
+    for spelling in ("//proc", "/var/run", "//", "/", "///dev", "/dev//pts", "/proc/self/.."):
         for args in (("/nonexistent/gone", own_subhost.name, spelling),  # HOSTDIR gone
                      (own_subhost.name, spelling)):  # no HOSTDIR
             result = share("--remove", *args)
