@@ -46,6 +46,11 @@ class _OpenHow(ctypes.Structure):
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_main(lambda: _main(request_of(args)), "overlay-share")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="overlay-share",
         usage="%(prog)s [--remove] HOSTDIR NAME|CONF [SUBHOSTDIR]\n"
@@ -62,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("hostdir", metavar="HOSTDIR")
     parser.add_argument("name", metavar="NAME|CONF")
     parser.add_argument("subhostdir", metavar="SUBHOSTDIR", nargs="?")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return run_main(lambda: _main(request_of(args)), "overlay-share")
+    return parser.parse_args(argv)
 
 
 @dataclass(frozen=True)
