@@ -29,6 +29,7 @@ _ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 _DRAIN_IDLE = 0.2  # seconds of silence on the pty after the exit message: nothing more comes
 _EXIT_WAIT = 5.0  # after the pty closed: how long to wait for the exit message
 _BACKLOG = 65536  # bytes read from our stdin, not yet taken by the other side: stop reading
+_BACKGROUND_POLL = 0.5  # seconds: how often a background job looks whether it is in front
 
 
 class _Ended(Exception):
@@ -45,6 +46,16 @@ def window_size(fd: int) -> tuple[int, int]:
         return 24, 80
     rows, cols = int.from_bytes(packed[0:2], "little"), int.from_bytes(packed[2:4], "little")
     return rows or 24, cols or 80
+
+
+def job_control_stops_us(fd: int) -> bool:
+    """Would reading the terminal FD, or changing its mode, stop us (SIGTTIN/SIGTTOU)? Only
+    when it is our controlling terminal and our process group is not in its foreground (a job
+    started with ``&``)."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:  # not our controlling terminal: no job control on it
+        return False
 
 
 def copy_window_size(source: int, target: int) -> None:
@@ -235,9 +246,10 @@ def relay_pipes(pipes: StdioPipes, conn: socket.socket) -> int:
     """Copy our stdin into its pipe and the other pipes to our stdout/stderr until the process
     started on CONN exits; returns its status. Closes PIPES.
 
-    Our stdin is read only while the process runs; its end (Ctrl-D on a terminal) closes the
-    pipe. After the exit, what is left in the output pipes is copied until they close or stay
-    quiet (a background job may hold them).
+    Our stdin is read only while the process runs, and a terminal only while we are in its
+    foreground (a job started with ``&`` is not stopped for it); its end (Ctrl-D on a
+    terminal) closes the pipe. After the exit, what is left in the output pipes is copied until
+    they close or stay quiet (a background job may hold them).
     """
     try:
         return _PipeRelay(pipes).run(conn)
@@ -256,10 +268,14 @@ class _PipeRelay:
     def run(self, conn: socket.socket) -> int:
         while True:
             readable: list[socket.socket | int] = [conn, *self._outputs()]
+            timeout = None
             if self.reading and len(self.pending) < _BACKLOG:
-                readable.append(0)
+                if job_control_stops_us(0):
+                    timeout = _BACKGROUND_POLL  # a background job: look again later (fg)
+                else:
+                    readable.append(0)
             writable = [self.pipes.ours[0]] if self.pending else []
-            ready, can_write, _ = select.select(readable, writable, [])
+            ready, can_write, _ = select.select(readable, writable, [], timeout)
             for fd in self._outputs():
                 if self.pipes.ours[fd] in ready:
                     self._copy_output(fd)

@@ -10,8 +10,9 @@ subhost without a control socket cannot be entered (nothing enters its namespace
 
 Our terminal never crosses into the subhost: a process there holding it could inject input into
 the admin's shell (TIOCSTI) or read what is typed after overlay-go ends. When stdin, stdout and
-stderr are all terminals, CMD runs on a new terminal inside and we relay ours to it; when only
-some are, each of those is replaced by a pipe we relay; pipes and files are passed as they are.
+stderr are all terminals (and we are not a background job), CMD runs on a new terminal inside
+and we relay ours to it; otherwise each terminal among them is replaced by a pipe we relay;
+pipes and files are passed as they are.
 """
 
 from __future__ import annotations
@@ -81,13 +82,16 @@ def run_command(name: str, argv: list[str], env: dict[str, str], login: bool = F
     from .. import control
 
     terminals = tuple(fd for fd in STDIO if os.isatty(fd))
-    if terminals == STDIO:
+    if not terminals:
+        conn, _ = control.start(name, argv, env=env, login=login)
+        with conn:
+            return forwarding_signals(conn, lambda: control.wait_exit(conn))
+    from .. import terminal
+
+    # A background job (&) can't put the terminal in raw mode without being stopped: pipes.
+    if terminals == STDIO and not terminal.job_control_stops_us(0):
         return on_new_terminal(name, argv, env, login)
-    if terminals:
-        return with_relayed_terminals(name, argv, env, login, terminals)
-    conn, _ = control.start(name, argv, env=env, login=login)
-    with conn:
-        return forwarding_signals(conn, lambda: control.wait_exit(conn))
+    return with_relayed_terminals(name, argv, env, login, terminals)
 
 
 def on_new_terminal(name: str, argv: list[str], env: dict[str, str], login: bool) -> int:

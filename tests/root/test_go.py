@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import select
+import shlex
 import signal
 import struct
 import subprocess
@@ -394,6 +395,35 @@ def test_terminal_stdin_is_relayed_through_a_pipe(sub: Subhost, terminals: list[
         assert report[0]["injected"] == errno.ENOTTY
         assert marker.encode() not in _pending_input(slave)
     finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_background_job_on_a_terminal_is_not_stopped(sub: Subhost) -> None:
+    """overlay-go NAME -- CMD & from an interactive shell: no raw mode (which would stop it,
+    SIGTTOU) nor reading the terminal (SIGTTIN); the terminal is still not handed over."""
+    master, slave = os.openpty()
+    go = " ".join(shlex.quote(a) for a in command("go"))
+    script = (f"{go} {sub.name} -- sh -c 'readlink /proc/self/fd/0 /proc/self/fd/1' & "
+              "echo pid=$!; wait $!; echo rc=$?")
+    proc = subprocess.Popen(["bash", "-m", "-c", script], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, preexec_fn=_take_terminal,
+                            env=_env(), cwd=str(REPO))
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"rc=" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        assert re.search(rb"rc=0\b", seen), seen
+        assert seen.count(b"pipe:") == 2, seen
+    finally:
+        match = re.search(rb"pid=(\d+)", seen)
+        if match and b"rc=" not in seen:  # overlay-go stopped, or still running: end it
+            os.kill(int(match.group(1)), signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
         os.close(master)
         os.close(slave)
 
