@@ -147,6 +147,14 @@ def exit_message(conn: socket.socket) -> int | None:
         raise ControlError("timed out waiting for the exit status") from None
     except OSError as exc:
         raise ControlError(f"lost the connection to the subhost: {exc.strerror}") from None
+    return exit_code(data)
+
+
+def exit_code(data: bytes) -> int | None:
+    """The exit status in one message DATA from PID 1, or None for anything else.
+
+    Raises ControlError for the end of the connection (empty DATA): PID 1 died.
+    """
     if not data:
         raise ControlError("the subhost went away before the command ended")
     try:

@@ -6,11 +6,13 @@ dbus-next are paid once for all subhosts and only while someone uses the bus: af
 `IDLE_EXIT` seconds without a call the service releases its name and exits.
 
 What runs is learnt from the runtime records (``/run/overlay-boot/NAME.json`` whose lock a
-supervisor holds), read again before each incoming call, so the objects are always current
-without a watcher. Properties and introspection are served by dbus-next; the methods are
-dispatched here, because each call first asks the bus daemon for the caller's UID (only root
-may call them; the policy file says the same) and because file descriptors passed in and out
-must be closed once the message is written.
+supervisor holds), looked at again before each incoming call, so the objects are always current
+without a watcher: a record is re-read only when its file changed (``RunningRecords``).
+Properties and introspection are served by dbus-next; the methods are dispatched here, because
+each call first asks the bus daemon for the caller's UID (only root may call them; the policy
+file says the same) and because file descriptors passed in and out must be closed once the
+message is written. Talking to a subhost's PID 1 (Run, OpenShell) takes threads of a pool of
+its own; a Run waits for its command's exit on the loop, holding no thread.
 
 Objects (docs: README, "D-Bus interface"):
 
@@ -27,10 +29,13 @@ Objects (docs: README, "D-Bus interface"):
 # ruff: noqa: F722, F821, UP037
 
 import asyncio
+import functools
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dbus_next import BusType, Message, MessageType
@@ -54,6 +59,7 @@ from .names import (
 )
 
 IDLE_EXIT = float(os.environ.get("OVERLAY_BOOT_BUS_IDLE", "60"))  # seconds without a call
+CONTROL_WORKERS = 16  # threads for talking to PID 1s (Run, OpenShell): their own pool
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
 SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
@@ -157,6 +163,10 @@ class Service:
         self.bus = bus
         self.manager = Manager()
         self.subhosts: dict[str, Subhost] = {}
+        self.records = RunningRecords()
+        # Asking a PID 1 to start something blocks (up to control.ANSWER_TIMEOUT): in threads
+        # of their own, never the loop's default executor.
+        self.control_pool = ThreadPoolExecutor(CONTROL_WORKERS, thread_name_prefix="control")
         self.loop = asyncio.get_running_loop()
         self.last_call = self.loop.time()
         self.busy = 0
@@ -177,7 +187,7 @@ class Service:
 
     def rescan(self) -> None:
         """Export one object per running subhost, drop the objects of those gone."""
-        records = {record.name: record for record in state.running()}
+        records = {record.name: record for record in self.records.current()}
         for name in list(self.subhosts):
             if name not in records:
                 self.bus.unexport(subhost_path(name), self.subhosts.pop(name))
@@ -321,20 +331,17 @@ class Service:
 
     async def share(self, target: Subhost, host_directory: str,
                     subhost_directory: str) -> Reply:
-        argv = [host_directory, target.record.name]
+        argv = ["--", _absolute(host_directory, "host_directory"), target.record.name]
         if subhost_directory:
-            argv.append(subhost_directory)
+            argv.append(_absolute(subhost_directory, "subhost_directory"))
         await self.share_command(argv)
         return "", [], []
 
     async def unshare(self, target: Subhost, subhost_directory: str) -> Reply:
-        if not subhost_directory.startswith("/"):
-            raise DBusError("org.freedesktop.DBus.Error.InvalidArgs",
-                            f"not an absolute path: {subhost_directory!r}")
-        # overlay-share --remove checks that the mount is a share of HOSTDIR when HOSTDIR
-        # exists; one that can't exist (under a file) detaches whatever share is there.
-        await self.share_command(["--remove", "/dev/null/any", target.record.name,
-                                  subhost_directory])
+        # overlay-share --remove NAME SUBHOSTDIR: whichever share is there. The trailing "/"
+        # keeps SUBHOSTDIR from being read as a config file (the --remove HOSTDIR CONF form).
+        directory = _absolute(subhost_directory, "subhost_directory").rstrip("/") + "/"
+        await self.share_command(["--remove", "--", target.record.name, directory])
         return "", [], []
 
     async def share_command(self, args: list[str]) -> None:
@@ -368,24 +375,29 @@ class Service:
                 raise
 
         try:
-            master, pid = await asyncio.to_thread(start)
+            master, pid = await self.loop.run_in_executor(self.control_pool, start)
         except SubhostError as exc:
             raise Failed(str(exc)) from None
         return "hu", [0, pid], [master]
 
     async def run(self, target: Subhost, argv: list[str], environment: dict[str, str],
                   stdin: int, stdout: int, stderr: int) -> Reply:
-        """argv inside, a child of PID 1, with the caller's descriptors as its stdio;
-        answers its exit status (128 + signal when killed) once it ends."""
+        """argv inside, a child of PID 1, with the caller's descriptors as its stdio (as they
+        are: terminals too); answers its exit status (128 + signal when killed) once it ends.
+
+        Only the start takes a thread; the wait for the exit is on the loop, so any number of
+        long commands hold no thread that other calls need."""
         from .. import control
         from ..errors import SubhostError
 
         if not argv:
             raise DBusError("org.freedesktop.DBus.Error.InvalidArgs", "Run needs a command")
+        start = functools.partial(control.start, target.record.name, argv, env=environment,
+                                  stdin=stdin, stdout=stdout, stderr=stderr)
         try:
-            status = await asyncio.to_thread(
-                control.run, target.record.name, argv, env=environment,
-                stdin=stdin, stdout=stdout, stderr=stderr)
+            conn, _ = await self.loop.run_in_executor(self.control_pool, start)
+            with conn:
+                status = await _exit_status(self.loop, conn)
         except SubhostError as exc:
             raise Failed(str(exc)) from None
         return "i", [status], []
@@ -399,6 +411,77 @@ class Service:
                 self.done.set()
                 return
             await asyncio.sleep(max(1.0, IDLE_EXIT - idle) if self.busy == 0 else 1.0)
+
+
+class RunningRecords:
+    """The records of the running subhosts, each re-read only when its file changed.
+
+    ``state.write`` replaces a record by a rename, so a file with the same inode, size and
+    mtime has the same content: a call costs a directory listing, one stat and one lock check
+    per record (a supervisor may die without a file changing), and a read and parse only of the
+    records that changed.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[tuple[int, int, int], state.Runtime | None]] = {}
+
+    def current(self) -> list[state.Runtime]:
+        """Like ``state.running()``: the records whose supervisor holds the lock, by name."""
+        files = _record_files()
+        for name in set(self.cache) - set(files):
+            del self.cache[name]
+        found = []
+        for name, key in sorted(files.items()):
+            if not state.is_locked(name):
+                continue
+            cached = self.cache.get(name)
+            if cached is None or cached[0] != key:
+                cached = (key, state.read(name))
+                self.cache[name] = cached
+            if cached[1] is not None:
+                found.append(cached[1])
+        return found
+
+
+def _record_files() -> dict[str, tuple[int, int, int]]:
+    """NAME -> (inode, mtime, size) of every record file NAME.json."""
+    found = {}
+    try:
+        with os.scandir(state.RUN_DIR) as entries:
+            for entry in entries:
+                if entry.name.endswith(".json"):
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    found[entry.name[:-5]] = (info.st_ino, info.st_mtime_ns, info.st_size)
+    except FileNotFoundError:
+        pass
+    return found
+
+
+async def _exit_status(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> int:
+    """Wait on the loop for PID 1's exit message on CONN."""
+    from .. import control
+
+    conn.setblocking(False)
+    while True:
+        try:
+            data = await loop.sock_recv(conn, 4096)
+        except OSError as exc:
+            raise control.ControlError(
+                f"lost the connection to the subhost: {exc.strerror or exc}") from None
+        code = control.exit_code(data)
+        if code is not None:
+            return code
+
+
+def _absolute(path: str, argument: str) -> str:
+    """PATH when it is absolute (so no option either); InvalidArgs otherwise."""
+    if not path.startswith("/"):
+        raise DBusError("org.freedesktop.DBus.Error.InvalidArgs",
+                        f"{argument} must be an absolute path: {path!r}")
+    return path
 
 
 def session_of(master: int) -> int:
@@ -483,9 +566,9 @@ async def serve() -> int:
 
 
 def main() -> int:
-    """Serve until idle or told to stop. Leaves with os._exit: a Run call still waiting in a
-    worker thread for its command must not hold the exit up (asyncio.run and the interpreter
-    would join the thread)."""
+    """Serve until idle or told to stop. Leaves with os._exit: a call still waiting in a
+    worker thread for a PID 1's answer must not hold the exit up (asyncio.run and the
+    interpreter would join the thread)."""
     log.configure(tag="overlay-boot-bus")
     status = 1
     try:

@@ -5,9 +5,14 @@
     overlay-go NAME -- CMD …    run CMD inside NAME; its exit status is returned
 
 The shell or command is started by the subhost's PID 1, as its child, through the control
-socket /run/overlay-boot/NAME.ctl: it is in all the subhost's namespaces and its cgroup. Only
-when a running subhost has no control socket (started by an older version) are PID 1's
-namespaces entered directly.
+socket /run/overlay-boot/NAME.ctl: it is in all the subhost's namespaces and its cgroup. A
+subhost without a control socket cannot be entered (nothing enters its namespaces from outside).
+
+Our terminal never crosses into the subhost: a process there holding it could inject input into
+the admin's shell (TIOCSTI) or read what is typed after overlay-go ends. When stdin, stdout and
+stderr are all terminals (and we are not a background job), CMD runs on a new terminal inside
+and we relay ours to it; otherwise each terminal among them is replaced by a pipe we relay;
+pipes and files are passed as they are.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from ..errors import SubhostError
 from .common import UsageError, require_root, run_main
 
-# Order matters: the mount namespace last but one (it changes what /proc paths mean only for
-# lookups made after it; the fds are all opened first), the PID namespace applies to children.
-NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
-SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
 PASSED_ENV = ("TERM", "COLORTERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+STDIO = (0, 1, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,34 +65,78 @@ def _main(args: list[str]) -> int:
             return shell(name, env)
         return run_command(name, [], env, login=True)
     except control.NotRunning:
-        leader = _running_leader(name)
-        if leader is None:
-            raise
-        from .. import log
-
-        log.warning(f"subhost {name} has no control socket (started by an older version?): "
-                    "entering its namespaces directly")
-        return enter(leader, command)
+        if _supervised(name):
+            raise SubhostError(
+                f"subhost {name} runs but has no control socket ({control.socket_path(name)}): "
+                "it cannot be entered; restart it with this version of overlay-boot"
+            ) from None
+        raise
 
 
 def run_command(name: str, argv: list[str], env: dict[str, str], login: bool = False) -> int:
-    """ARGV (or root's login shell) inside NAME with our stdin/stdout/stderr; its status.
+    """ARGV (or root's login shell) inside NAME with our stdio; its exit status.
 
-    Our SIGINT/SIGTERM/SIGHUP/SIGQUIT are passed on to its process group.
+    Our SIGINT/SIGTERM/SIGHUP/SIGQUIT are passed on to its process group. Terminals among our
+    stdio are never handed over (see the module's docstring).
     """
     from .. import control
 
-    conn, _ = control.start(name, argv, env=env, login=login)
+    terminals = tuple(fd for fd in STDIO if os.isatty(fd))
+    if not terminals:
+        conn, _ = control.start(name, argv, env=env, login=login)
+        with conn:
+            return forwarding_signals(conn, lambda: control.wait_exit(conn))
+    from .. import terminal
+
+    # A background job (&) can't put the terminal in raw mode without being stopped: pipes.
+    if terminals == STDIO and not terminal.job_control_stops_us(0):
+        return on_new_terminal(name, argv, env, login)
+    return with_relayed_terminals(name, argv, env, login, terminals)
+
+
+def on_new_terminal(name: str, argv: list[str], env: dict[str, str], login: bool) -> int:
+    """ARGV on a new pty inside NAME, relayed to our terminal; signals to us are passed on."""
+    from .. import control, terminal
+
+    rows, cols = terminal.window_size(0)
+    master, conn = control.open_tty(name, argv, rows=rows, cols=cols, env=env, login=login)
     with conn:
-        previous = {
-            sig: signal.signal(sig, lambda signum, _frame: control.send_signal(conn, signum))
-            for sig in FORWARDED_SIGNALS
-        }
-        try:
-            return control.wait_exit(conn)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return terminal.interactive(master, conn,
+                                    forward=lambda signum: control.send_signal(conn, signum))
+
+
+def with_relayed_terminals(name: str, argv: list[str], env: dict[str, str], login: bool,
+                           terminals: tuple[int, ...]) -> int:
+    """ARGV inside NAME with a pipe in place of each of our TERMINALS (relayed by us) and the
+    rest of our stdio as it is."""
+    from .. import control, terminal
+
+    pipes = terminal.StdioPipes.around(terminals)
+    try:
+        stdin, stdout, stderr = pipes.theirs()
+        conn, _ = control.start(name, argv, env=env, login=login,
+                                stdin=stdin, stdout=stdout, stderr=stderr)
+    except BaseException:
+        pipes.close()
+        raise
+    pipes.close_theirs()
+    with conn:
+        return forwarding_signals(conn, lambda: terminal.relay_pipes(pipes, conn))
+
+
+def forwarding_signals(conn: socket.socket, wait: Callable[[], int]) -> int:
+    """WAIT() for the command started on CONN, passing our FORWARDED_SIGNALS on to it."""
+    from .. import control
+
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: control.send_signal(conn, signum))
+        for sig in FORWARDED_SIGNALS
+    }
+    try:
+        return wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def shell(name: str, env: dict[str, str]) -> int:
@@ -98,14 +149,11 @@ def shell(name: str, env: dict[str, str]) -> int:
         return terminal.interactive(master, conn)
 
 
-def _running_leader(name: str) -> int | None:
-    """PID 1 (host PID) of NAME if its supervisor runs, else None."""
+def _supervised(name: str) -> bool:
+    """Does a supervisor of NAME hold its lock (it runs, but maybe without a control socket)?"""
     from .. import state
 
-    record = state.read(name)
-    if record is None or not state.is_locked(name):
-        return None
-    return record.leader_pid
+    return state.read(name) is not None and state.is_locked(name)
 
 
 def list_running() -> int:
@@ -152,101 +200,6 @@ def addresses_of(pid: int) -> list[str]:
     except OSError:
         pass
     return found
-
-
-def enter(leader: int, command: list[str]) -> int:
-    """Fallback: COMMAND (or a login shell) in all namespaces of LEADER, entered directly."""
-    from .. import control
-    from ..linux import libc
-
-    try:
-        fds = {ns: os.open(f"/proc/{leader}/ns/{ns}", os.O_RDONLY) for ns in NAMESPACES}
-    except FileNotFoundError:
-        raise SubhostError(f"PID 1 of the subhost ({leader}) is gone") from None
-    cgroup = _cgroup_procs_file(leader)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if cgroup is not None:
-                try:
-                    with open(cgroup, "w") as procs:
-                        procs.write(f"{os.getpid()}\n")
-                except OSError:
-                    pass  # best effort: the namespaces are what matter
-            for ns in NAMESPACES:
-                libc.setns(fds[ns], 0)
-            os.chdir("/")
-            # setns(CLONE_NEWPID) applies to children: fork once more to be inside.
-            inner = os.fork()
-            if inner == 0:
-                _exec_inside(command)
-            _, status = os.waitpid(inner, 0)
-            os._exit(control.shell_status(status))
-        except BaseException as exc:  # noqa: BLE001 - report anything, never return into main()
-            sys.stderr.write(f"overlay-go: {exc}\n")
-            os._exit(127)
-    for fd in fds.values():
-        os.close(fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    return control.shell_status(status)
-
-
-def _cgroup_procs_file(leader: int) -> str | None:
-    """The cgroup.procs of the leader's unified-hierarchy cgroup, to join it."""
-    try:
-        with open(f"/proc/{leader}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("0::"):
-            relative = line[3:].lstrip("/")
-            for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-                procs = os.path.join(mount, relative, "cgroup.procs")
-                if os.path.exists(os.path.join(mount, "cgroup.controllers")) and \
-                        os.path.exists(procs):
-                    return procs
-    return None
-
-
-def _exec_inside(command: list[str]) -> None:
-    env = {
-        "PATH": SAFE_PATH,
-        "HOME": "/root",
-        "USER": "root",
-        "LOGNAME": "root",
-        "TERM": os.environ.get("TERM", "dumb"),
-    }
-    for keep in ("LANG", "LC_ALL", "COLORTERM"):
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    try:
-        os.chdir(env["HOME"])
-    except OSError:
-        os.chdir("/")
-    if command:
-        os.execvpe(command[0], command, env)
-    shell = _root_shell()
-    env["SHELL"] = shell
-    os.execve(shell, ["-" + os.path.basename(shell)], env)
-
-
-def _root_shell() -> str:
-    """root's login shell as the subhost's own /etc/passwd says, else /bin/sh."""
-    try:
-        with open("/etc/passwd") as passwd:
-            for line in passwd:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 7 and fields[2] == "0" and os.access(fields[6], os.X_OK):
-                    return fields[6]
-    except OSError:
-        pass
-    return "/bin/sh"
 
 
 if __name__ == "__main__":

@@ -215,6 +215,8 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x00100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
@@ -223,6 +225,8 @@ RESOLVE_IN_ROOT = 0x10
 
 
 class _MountAttr(ctypes.Structure):
+    """struct mount_attr (MOUNT_ATTR_SIZE_VER0)."""
+
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
@@ -234,9 +238,11 @@ class _OpenHow(ctypes.Structure):
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
                   propagation: int = 0) -> None:
-    """mount_setattr(2): add (``attr_set``) or clear mount attributes, change propagation.
-
-    Unlike a ``MS_REMOUNT|MS_BIND`` remount it leaves every attribute not named as it was.
+    """mount_setattr(2): add (``attr_set``) or clear mount attributes, change propagation, of
+    the mount at ``path`` (relative to ``dirfd``; "" with AT_EMPTY_PATH for the fd itself),
+    with AT_RECURSIVE its whole tree. ``propagation``: MS_PRIVATE, MS_SLAVE, MS_SHARED,
+    MS_UNBINDABLE, or 0 to leave it. Unlike a ``MS_REMOUNT|MS_BIND`` remount it leaves every
+    attribute not named as it was.
     """
     attr = _MountAttr(attr_set, attr_clr, propagation, 0)
     args = (ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _c_str(_fs(path)),

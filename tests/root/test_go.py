@@ -3,11 +3,14 @@ all started by the subhost's PID 1 through its control socket."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
 import re
 import secrets
 import select
+import shlex
 import signal
 import struct
 import subprocess
@@ -236,6 +239,215 @@ def _children(parent: int, comm: str) -> list[int]:
     return found
 
 
+# --- our terminal never crosses into the subhost ----------------------------------------------
+
+# Run inside: tries TIOCSTI on each of its stdio fds, and reports what they are.
+PROBE = r"""
+import fcntl, json, os, sys, termios
+marker = sys.argv[1]
+report = {"pts": os.stat("/dev/pts/ptmx").st_dev}
+for fd in (0, 1, 2):
+    st = os.fstat(fd)
+    report[fd] = {"tty": os.isatty(fd), "target": os.readlink(f"/proc/self/fd/{fd}"),
+                  "dev": st.st_dev, "rdev": st.st_rdev}
+    try:
+        for c in marker + "\n":
+            fcntl.ioctl(fd, termios.TIOCSTI, c.encode())
+        report[fd]["injected"] = True
+    except OSError as exc:
+        report[fd]["injected"] = exc.errno
+if len(sys.argv) > 2:
+    sys.stdout.write(sys.stdin.read())
+sys.stderr.write("PROBE" + json.dumps(report) + "END\n")
+sys.exit(7)
+"""
+
+
+def _report(text: str | bytes) -> dict:
+    raw = text if isinstance(text, str) else text.decode(errors="replace")
+    match = re.search(r"PROBE(\{.*\})END", raw.replace("\r", ""))
+    assert match, raw
+    data = json.loads(match.group(1))
+    return {int(k) if k.isdigit() else k: v for k, v in data.items()}
+
+
+def _pending_input(fd: int) -> bytes:
+    """What is waiting to be read on the terminal FD (a slave): typed, or injected."""
+    os.set_blocking(fd, False)
+    got = b""
+    try:
+        while select.select([fd], [], [], 0.3)[0]:
+            got += os.read(fd, 4096)
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(fd, True)
+    return got
+
+
+def _slave_of_subhost(report: dict, fd: int, host_slave: int) -> None:
+    """FD (inside) is a pty slave of the subhost's own devpts, not our terminal."""
+    entry = report[fd]
+    assert entry["tty"], entry
+    assert os.major(entry["rdev"]) in range(136, 144), entry  # UNIX98 pty slaves
+    assert entry["dev"] == report["pts"], entry
+    assert entry["target"].startswith("/dev/pts/"), entry
+    host = os.fstat(host_slave)
+    assert (entry["dev"], entry["rdev"]) != (host.st_dev, host.st_rdev)
+
+
+def test_command_on_a_terminal_gets_a_terminal_inside(
+    sub: Subhost, terminals: list[Terminal]
+) -> None:
+    """H5: overlay-go NAME -- CMD on a terminal: CMD gets a pty of the subhost, ours is
+    relayed; what it injects with TIOCSTI stays inside."""
+    marker = f"INJECTED-{secrets.token_hex(4)}"
+    term = Terminal([sub.name, "--", "python3", "-c", PROBE, marker], rows=33, cols=101)
+    terminals.append(term)
+    report = _report(term.expect(r"PROBE\{.*\}END").group(0))
+    assert term.wait() == 7
+    assert report[0]["injected"] is True  # it could: into its own terminal, inside
+    assert marker.encode() not in _pending_input(term.slave)
+    for fd in (0, 1, 2):
+        _slave_of_subhost(report, fd, term.slave)
+    assert termios.tcgetattr(term.slave) == term.settings
+
+
+def test_command_on_a_terminal_size_signals_and_status(
+    sub: Subhost, terminals: list[Terminal]
+) -> None:
+    term = Terminal([sub.name, "--", "sh", "-c", "stty size; read line; echo got:$line; exit 4"],
+                    rows=27, cols=91)
+    terminals.append(term)
+    term.expect("27 91")
+    term.send("typed\r")
+    term.expect("got:typed")
+    assert term.wait() == 4
+    assert termios.tcgetattr(term.slave) == term.settings
+    # Ctrl-C goes through the pty inside; signals sent to overlay-go are passed on.
+    term = Terminal([sub.name, "--", "sleep", "60"])
+    terminals.append(term)
+    wait_inside(sub, COUNT_SLEEPS, "1")
+    term.send("\x03")
+    assert term.wait() == 128 + signal.SIGINT
+    term = Terminal([sub.name, "--", "sleep", "61"])
+    terminals.append(term)
+    wait_inside(sub, COUNT_SLEEPS, "1")
+    term.proc.send_signal(signal.SIGTERM)
+    assert term.wait() == 128 + signal.SIGTERM
+    assert termios.tcgetattr(term.slave) == term.settings
+    wait_inside(sub, COUNT_SLEEPS, "0")
+
+
+def test_terminal_stderr_is_relayed_through_a_pipe(sub: Subhost, tmp_path: Path) -> None:
+    """Only stderr is a terminal: the command gets a pipe for it (relayed), stdin and stdout
+    as they are: binary data passes unchanged."""
+    master, slave = os.openpty()
+    data = bytes(range(256)) * 64
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(data)
+    marker = f"INJECTED-{secrets.token_hex(4)}"
+    try:
+        with source.open("rb") as stdin, out.open("wb") as stdout:
+            proc = subprocess.Popen([*command("go"), sub.name, "--", "python3", "-c", PROBE,
+                                     marker, "copy"], stdin=stdin, stdout=stdout, stderr=slave,
+                                    env=_env(), cwd=str(REPO), start_new_session=True)
+            assert proc.wait(timeout=30) == 7
+        seen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 65536)
+        report = _report(seen)
+        assert report[2]["tty"] is False and report[2]["target"].startswith("pipe:"), report
+        assert report[2]["injected"] == errno.ENOTTY
+        assert not report[0]["tty"] and not report[1]["tty"]
+        assert out.read_bytes() == data
+        assert marker.encode() not in _pending_input(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_terminal_stdin_is_relayed_through_a_pipe(sub: Subhost, terminals: list[Terminal],
+                                                  tmp_path: Path) -> None:
+    """stdin is our terminal, stdout a file: the command reads our lines through a pipe, up to
+    Ctrl-D; it cannot inject into our terminal."""
+    out = tmp_path / "out"
+    marker = f"INJECTED-{secrets.token_hex(4)}"
+    master, slave = os.openpty()
+    try:
+        with out.open("wb") as stdout:
+            proc = subprocess.Popen([*command("go"), sub.name, "--", "python3", "-c", PROBE,
+                                     marker, "copy"], stdin=slave, stdout=stdout,
+                                    stderr=stdout, env=_env(), cwd=str(REPO),
+                                    start_new_session=True, preexec_fn=_take_terminal)
+            try:
+                os.write(master, b"first line\nsecond line\n")
+                os.write(master, b"\x04")  # end of input
+                assert proc.wait(timeout=30) == 7
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        text = out.read_text()
+        assert "first line\nsecond line\n" in text, text
+        report = _report(text)
+        assert report[0]["tty"] is False and report[0]["target"].startswith("pipe:"), report
+        assert report[0]["injected"] == errno.ENOTTY
+        assert marker.encode() not in _pending_input(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_background_job_on_a_terminal_is_not_stopped(sub: Subhost) -> None:
+    """overlay-go NAME -- CMD & from an interactive shell: no raw mode (which would stop it,
+    SIGTTOU) nor reading the terminal (SIGTTIN); the terminal is still not handed over."""
+    master, slave = os.openpty()
+    go = " ".join(shlex.quote(a) for a in command("go"))
+    script = (f"{go} {sub.name} -- sh -c 'readlink /proc/self/fd/0 /proc/self/fd/1' & "
+              "echo pid=$!; wait $!; echo rc=$?")
+    proc = subprocess.Popen(["bash", "-m", "-c", script], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, preexec_fn=_take_terminal,
+                            env=_env(), cwd=str(REPO))
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"rc=" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        assert re.search(rb"rc=0\b", seen), seen
+        assert seen.count(b"pipe:") == 2, seen
+    finally:
+        match = re.search(rb"pid=(\d+)", seen)
+        if match and b"rc=" not in seen:  # overlay-go stopped, or still running: end it
+            os.kill(int(match.group(1)), signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_login_shell_without_terminal_input_relays_its_output(sub: Subhost) -> None:
+    """overlay-go NAME with commands piped in and output on a terminal: the output comes
+    through a pipe of ours, the terminal stays outside."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([*command("go"), sub.name], stdin=subprocess.PIPE,
+                                stdout=slave, stderr=slave, env=_env(), cwd=str(REPO),
+                                start_new_session=True)
+        proc.communicate(b"readlink /proc/self/fd/1; test -t 1 || echo not-a-tty; exit 6\n",
+                         timeout=30)
+        assert proc.returncode == 6
+        seen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 65536)
+        assert b"pipe:" in seen and b"not-a-tty" in seen, seen
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 
@@ -312,17 +524,23 @@ def test_stop_ends_the_commands_it_started(
             proc.wait()
 
 
-def test_without_control_socket_enters_directly(own_subhost: Subhost, tmp_path: Path) -> None:
-    """A subhost started by an older version has no control socket: namespaces are entered."""
+def test_without_control_socket_is_refused(own_subhost: Subhost, tmp_path: Path) -> None:
+    """No control socket: a clear error, and nothing enters the namespaces of a PID taken from
+    a record (it may be stale, and its PID reused)."""
     ctl = Path(f"/run/overlay-boot/{own_subhost.name}.ctl")
     saved = tmp_path / "ctl"
     ctl.rename(saved)
+    marker = f"/tmp/entered-{secrets.token_hex(4)}"
     try:
-        result = run_command("go", own_subhost.name, "--", "hostname")
+        result = run_command("go", own_subhost.name, "--", "touch", marker)
+        shell = run_command("go", own_subhost.name, input=f"touch {marker}\n")
     finally:
         saved.rename(ctl)
-    assert (result.returncode, result.stdout) == (0, own_subhost.name + "\n"), result.stderr
-    assert "entering its namespaces directly" in result.stderr
+    for outcome in (result, shell):
+        assert outcome.returncode == 1, outcome.stderr
+        assert f"subhost {own_subhost.name} runs but has no control socket" in outcome.stderr
+        assert "cannot be entered" in outcome.stderr
+    assert inside(own_subhost, f"test -e {marker} && echo entered || echo no") == "no\n"
 
 
 def test_cleanup_removes_a_stale_control_socket() -> None:

@@ -3,16 +3,18 @@ namespace (open_tree + move_mount), and detached again; the host's mounts never 
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.leaks import run_command, snapshot
-from tests.root.subhosts import Subhost, inside, sub
+from tests.root.subhosts import Subhost, inside, own_subhost, sub
 
-__all__ = ["sub"]  # fixture
+__all__ = ["own_subhost", "sub"]  # fixtures
 
 pytestmark = pytest.mark.root
 
@@ -142,3 +144,106 @@ def test_help_documents_remove() -> None:
     result = run_command("share", "--help")
     assert result.returncode == 0
     assert "--remove" in result.stdout and "SUBHOSTDIR" in result.stdout
+
+
+# --- propagation: nothing flows back to the host (review H3) --------------------------------
+
+
+@pytest.fixture
+def shared_hostdir(tmp_path: Path) -> Iterator[Path]:
+    """A host directory that is a *shared* mount (as everything is on a systemd host), with a
+    mount of the host's own below it holding a file."""
+    top = tmp_path / f"shared-{secrets.token_hex(3)}"
+    top.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "obshare", str(top)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(top)], check=True)
+        (top / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "obsub", str(top / "sub")], check=True)
+        (top / "sub" / "m").write_text("the host's own\n")
+        yield top
+    finally:
+        subprocess.run(["umount", "-R", str(top)], check=True)
+
+
+def peer_groups(mountinfo: str, points: set[str]) -> dict[str, set[str]]:
+    """The propagation tags (shared:N, master:N) of the mounts at POINTS."""
+    found: dict[str, set[str]] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if fields[4] in points:
+            optional = fields[6:fields.index("-")]
+            found.setdefault(fields[4], set()).update(optional)
+    return found
+
+
+def test_share_is_a_slave_of_the_host(sub: Subhost, shared_hostdir: Path) -> None:
+    top = shared_hostdir
+    host = peer_groups(Path("/proc/self/mountinfo").read_text(), {str(top), str(top / "sub")})
+    host_shared = {tag for tags in host.values() for tag in tags if tag.startswith("shared:")}
+    assert len(host_shared) == 2, host  # the premise: both are shared on the host
+    target = f"/mnt/{sub.name}-h3"
+    result = share(str(top), sub.name, target)
+    assert result.returncode == 0, result.stderr
+    try:
+        inside_tags = peer_groups(Path(f"/proc/{sub.leader}/mountinfo").read_text(),
+                                  {target, f"{target}/sub"})
+        assert set(inside_tags) == {target, f"{target}/sub"}, inside_tags
+        for point, tags in inside_tags.items():
+            assert not tags & host_shared, (point, tags, host)  # no peer group with the host
+            assert tags & {t.replace("shared:", "master:") for t in host_shared}, tags
+        # A mount made in the subhost's mount namespace under the share stays there.
+        (top / "inner").mkdir()
+        subprocess.run(["nsenter", "-t", str(sub.leader), "-m", "mount", "-t", "tmpfs",
+                        "obinner", f"{target}/inner"], check=True)
+        assert mounted_inside(sub, f"{target}/inner")
+        assert not os.path.ismount(top / "inner")
+        # What the host mounts under HOSTDIR later still shows inside (a slave receives).
+        (top / "later").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "oblater", str(top / "later")], check=True)
+        assert mounted_inside(sub, f"{target}/later")
+    finally:
+        result = share("--remove", str(top), sub.name, target)
+    assert result.returncode == 0, result.stderr
+    # Detaching the share unmounted nothing of the host's.
+    assert os.path.ismount(top / "sub")
+    assert (top / "sub" / "m").read_text() == "the host's own\n"
+    assert os.path.ismount(top / "later")
+    assert not mounted_inside(sub, target)
+
+
+# --- what --remove may detach ------------------------------------------------------------------
+
+
+def test_remove_by_subhost_directory(sub: Subhost, hostdir: Path) -> None:
+    """--remove NAME SUBHOSTDIR: the form D-Bus Unshare uses, with no HOSTDIR."""
+    target = f"/mnt/{sub.name}-by-dir"
+    assert share(str(hostdir), sub.name, target).returncode == 0
+    result = share("--remove", sub.name, target)
+    assert result.returncode == 0, result.stderr
+    assert f"at {target}" in result.stdout
+    assert not mounted_inside(sub, target)
+    result = share("--remove", sub.name, target)
+    assert result.returncode == 1 and "nothing is mounted" in result.stderr
+
+
+def test_own_mounts_are_refused_however_spelt(own_subhost: Subhost, hostdir: Path) -> None:
+    """/proc, /run, / … are compared by what they resolve to inside, not by their text."""
+    def points() -> list[str]:
+        info = Path(f"/proc/{own_subhost.leader}/mountinfo").read_text()
+        return sorted(line.split()[4] for line in info.splitlines())
+
+    before = points()
+    for spelling in ("//proc", "/var/run", "//", "/", "///dev", "/dev//pts", "/proc/self/.."):
+        for args in (("/nonexistent/gone", own_subhost.name, spelling),  # HOSTDIR gone
+                     (own_subhost.name, spelling)):  # no HOSTDIR
+            result = share("--remove", *args)
+            assert result.returncode == 1, (args, result.stderr)
+            assert "is not a share" in result.stderr, (args, result.stderr)
+        assert points() == before, spelling
+    assert inside(own_subhost, "test -e /proc/1/stat && echo ok") == "ok\n"
+    # Nor is anything attached onto them.
+    for spelling in ("//", "//proc", "/var/run"):
+        result = share(str(hostdir), own_subhost.name, spelling)
+        assert result.returncode == 1 and "already" in result.stderr, result.stderr
+    assert points() == before

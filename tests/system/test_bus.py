@@ -37,7 +37,18 @@ async def main(path, member, argv):
         return bus.call(Message(destination="org.overlayboot.OverlayBoot1", path=path,
                                 interface="org.overlayboot.OverlayBoot1.Subhost", member=member,
                                 signature=signature, body=body, unix_fds=list(fds)))
-    if member == "Run":
+    if member == "Starve":  # many long Runs in flight, then one more call: how long it takes
+        null = os.open("/dev/null", os.O_RDWR)
+        member = "Run"
+        longs = [asyncio.ensure_future(call("asa{ss}hhh", [["sleep", argv[1]], {}, 0, 0, 0],
+                                            [null])) for _ in range(int(argv[0]))]
+        await asyncio.sleep(2)
+        started = asyncio.get_running_loop().time()
+        reply = await call("asa{ss}hhh", [["true"], {}, 0, 0, 0], [null])
+        elapsed = asyncio.get_running_loop().time() - started
+        result = {"body": reply.body, "elapsed": elapsed,
+                  "pending": sum(not c.done() for c in longs)}
+    elif member == "Run":
         out_r, out_w = os.pipe()
         reply = await call("asa{ss}hhh", [argv, {"GREETING": "hi"}, 0, 1, 1],
                            [os.open("/dev/null", os.O_RDONLY), out_w])
@@ -370,3 +381,44 @@ def test_share_and_unshare(box: SystemdBox, subhosts: Subhosts) -> None:
     missing = box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Share", "ss",
                       "/nonexistent", "", check=False)
     assert missing.returncode != 0 and "not a directory" in missing.stderr, missing.stderr
+
+
+def test_share_and_unshare_take_absolute_paths_only(box: SystemdBox, subhosts: Subhosts) -> None:
+    """Caller strings never become options of overlay-share, nor relative paths."""
+    name = started(box, subhosts)
+
+    def call(member: str, *args: str):
+        return box.run("dbus-send", "--system", "--print-reply", f"--dest={BUS}", path_of(name),
+                       f"{SUBHOST_IFACE}.{member}", *(f"string:{a}" for a in args), check=False)
+
+    for args in (("--help", ""), ("--remove", "/mnt"), ("relative", ""), (str(box.scratch), "-x"),
+                 (str(box.scratch), "mnt/relative")):
+        result = call("Share", *args)
+        assert result.returncode != 0, args
+        assert "InvalidArgs" in result.stderr and "must be an absolute path" in result.stderr, \
+            (args, result.stderr)
+    for spelling in ("--help", "relative"):
+        result = call("Unshare", spelling)
+        assert result.returncode != 0 and "must be an absolute path" in result.stderr, spelling
+    # overlay-boot's own mounts are no shares, however spelt.
+    for spelling in ("//proc", "/var/run", "//", "/dev/"):
+        result = call("Unshare", spelling)
+        assert result.returncode != 0, spelling
+        assert "is not a share" in result.stderr, (spelling, result.stderr)
+    check = box.run("overlay-go", name, "--", "sh", "-c",
+                    "test -e /proc/1/stat && test -d /run/systemd && echo intact")
+    assert check.stdout == "intact\n"
+
+
+def test_long_runs_do_not_starve_other_calls(box: SystemdBox, subhosts: Subhosts) -> None:
+    """Twelve Run calls whose commands go on (more than the machine's default thread pool):
+    another call is still answered at once."""
+    name = started(box, subhosts)
+    result = client(box, name, "Starve", "12", "60")
+    assert result["error"] is None, result
+    assert result["body"] == [0]
+    assert result["pending"] == 12  # the long ones were all still running
+    assert result["elapsed"] < 5, result
+    sleeps = box.run("overlay-go", name, "--", "sh", "-c",
+                     "grep -lx sleep /proc/[0-9]*/comm | wc -l").stdout.strip()
+    assert sleeps == "12"
