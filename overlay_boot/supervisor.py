@@ -279,6 +279,7 @@ class Supervisor:
 
     def _mark_running(self) -> None:
         self._set_record(state="running")
+        self._flush_record()  # before anyone is told it runs
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
         self._ready()
         if not self.registered and self.pid1 is not None:
