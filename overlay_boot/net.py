@@ -129,11 +129,12 @@ def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]
     """Create the cables of the subhost whose netns is ``/run/netns/NETNS_NAME``.
 
     Each cable is a veth pair, host end in this netns, subhost end inside with the configured
-    MAC; each VLAN a pair of VLAN interfaces on the two ends. Host ends are enslaved to their
-    bridge and brought up; unbridged ones are then handed to ``ifup`` where ifupdown knows them
-    (unless IFUP is false). Subhost ends stay down: the subhost's own networking brings them
-    up. On failure the host ends made so far are deleted (with their peers) and SubhostError
-    names the interface.
+    MAC; each VLAN a pair of VLAN interfaces on the two ends. Host ends carry the alias
+    ``overlay-boot:NETNS_NAME`` (netns.link_tag: cleanup removes only those), are enslaved to
+    their bridge and brought up; unbridged ones are then handed to ``ifup`` where ifupdown
+    knows them (unless IFUP is false). Subhost ends stay down: the subhost's own networking
+    brings them up. On failure the host ends made so far are deleted (with their peers) and
+    SubhostError names the interface.
     """
     iproute = _iproute_class(fast=_fast_import)
     by_index = {c.index: c for c in cables}
@@ -155,6 +156,8 @@ def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]
                              link=_index(ipr, carrier.host_if), vlan_id=vlan.tag)
             for ifname, bridge in _host_ends(cables, vlans):
                 index = _index(ipr, ifname)
+                with _step(f"tagging {ifname} as a cable end of subhost {netns_name}"):
+                    ipr.link("set", index=index, ifalias=netns.link_tag(netns_name))
                 if bridge:
                     with _step(f"adding {ifname} to bridge {bridge}"):
                         ipr.link("set", index=index, master=_index(ipr, bridge, "bridge"))

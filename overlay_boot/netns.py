@@ -3,6 +3,11 @@
 The supervisor lives as long as its subhost, so this module must stay light: namespaces are
 made with ``unshare``/``mount`` (``linux.libc``), ``lo`` is brought up with an ioctl and links are
 deleted with one raw rtnetlink message. Everything pyroute2 is needed for lives in ``net.py``.
+
+What is ours is marked, and only that is ever removed: a netns we made has its identity
+(device and inode of the namespace) in ``RUN_DIR/NAME.netns``; a host cable end we made carries
+the interface alias ``overlay-boot:NAME`` (``link_tag``). ``ip netns add NAME`` or a link
+someone else named ``NAME0`` are left alone.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import fcntl
 import os
 import signal
 import socket
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import state
 from .errors import SubhostError
 from .linux import libc
 
@@ -50,32 +57,98 @@ def exists(name: str) -> bool:
     return os.path.lexists(path(name))
 
 
+def marker_path(name: str) -> Path:
+    """Where the identity of the netns we made for NAME is kept (root's RUN_DIR)."""
+    return state.RUN_DIR / f"{name}.netns"
+
+
+def _identity(target: Path) -> str:
+    info = os.stat(target)
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def ours(name: str) -> bool:
+    """Whether ``/run/netns/NAME`` is the namespace overlay-boot made for NAME: the one its
+    mark names, or (a start interrupted before the mount) the empty file made for it."""
+    try:
+        with open(marker_path(name), "rb") as f:
+            marked = f.read(100).decode("ascii", "replace").strip()
+        info = os.stat(path(name), follow_symlinks=False)
+        if f"{info.st_dev}:{info.st_ino}" == marked:
+            return True
+        return _placeholder(info)
+    except OSError:
+        return False
+
+
+def _placeholder(info: os.stat_result) -> bool:
+    """An empty file of /run/netns itself, nothing mounted on it."""
+    return (stat.S_ISREG(info.st_mode) and info.st_size == 0
+            and info.st_dev == os.stat(NETNS_DIR).st_dev)
+
+
+def foreign(name: str) -> bool:
+    """Whether ``/run/netns/NAME`` exists and is not ours (``ip netns add NAME``…)."""
+    return exists(name) and not ours(name)
+
+
+def link_tag(name: str) -> str:
+    """The interface alias (IFLA_IFALIAS) of the host cable ends of subhost NAME."""
+    return f"overlay-boot:{name}"
+
+
+def tagged(ifname: str, name: str) -> bool:
+    """Whether host interface IFNAME is a cable end overlay-boot made for subhost NAME."""
+    try:
+        alias = (SYS_NET / ifname / "ifalias").read_text().rstrip("\n")
+    except OSError:
+        return False
+    return alias == link_tag(name)
+
+
 def create(name: str) -> Path:
     """Create ``/run/netns/NAME`` exactly as ``ip netns add NAME`` does, with ``lo`` up.
 
     Raises SubhostError if it already exists or the kernel refuses.
     """
     target = path(name)
+    marker = marker_path(name)
     try:
         NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
         with _locked(NETNS_DIR):
             _make_shared(NETNS_DIR)
+        if os.path.lexists(target):
+            raise FileExistsError
+        # Marked before it exists: a start killed at any point leaves nothing unmarked.
+        state.ensure_run_dir()
+        _write_mark(marker, "pending")
         fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
         os.close(fd)
     except FileExistsError:
         raise SubhostError(f"network namespace {name} exists already ({target})") from None
     except OSError as exc:
+        _unlink(marker)
         raise SubhostError(f"cannot create network namespace {name}: {exc}") from exc
     try:
-        run_in_child(_new_netns, target, what=f"creating network namespace {name}")
+        run_in_child(_new_netns, target, marker, what=f"creating network namespace {name}")
     except BaseException:
-        _unlink(target)
+        remove(name)
         raise
     return target
 
 
+def _write_mark(marker: Path, text: str) -> None:
+    tmp = marker.with_suffix(".netns-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    os.replace(tmp, marker)
+
+
 def remove(name: str) -> None:
-    """Like ``ip netns delete NAME``: lazy unmount and unlink. No error if it is not there."""
+    """Like ``ip netns delete NAME``: lazy unmount and unlink, and our mark of it. No error if
+    it is not there. Callers that did not just make it check ``ours`` first."""
     target = path(name)
     try:
         libc.umount2(target, libc.MNT_DETACH)
@@ -83,6 +156,12 @@ def remove(name: str) -> None:
         if exc.errno not in (errno.EINVAL, errno.ENOENT):
             raise SubhostError(f"cannot remove network namespace {name}: {exc}") from exc
     _unlink(target)
+    _unlink(marker_path(name))
+
+
+def forget(name: str) -> None:
+    """Drop our mark of NAME's netns (it is gone, or it is not the one we made)."""
+    _unlink(marker_path(name))
 
 
 def host_links(names: Iterable[str]) -> list[str]:
@@ -162,9 +241,10 @@ def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
 
 # -- inside the children ------------------------------------------------------------------
 
-def _new_netns(target: Path) -> None:
+def _new_netns(target: Path, marker: Path) -> None:
     libc.unshare(libc.CLONE_NEWNET)
     set_up("lo")
+    _write_mark(marker, _identity(Path("/proc/self/ns/net")))  # before it is mounted
     libc.mount("/proc/self/ns/net", target, flags=libc.MS_BIND)
 
 

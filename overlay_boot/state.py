@@ -4,6 +4,12 @@ The supervisor holds ``RUN_DIR/NAME.lock`` (flock) for its whole life, so "is NA
 answered by the kernel, never by a stale pid file. ``RUN_DIR/NAME.json`` says where to find the
 running subhost (supervisor and leader PIDs, root, config, host interfaces). ``RUN_DIR/NAME.ctl``
 is the control socket of its PID 1.
+
+RUN_DIR is root's alone (0700, lock files 0600): nobody else can open a lock, so nobody else can
+hold one and make a dead subhost look alive. A lock file is unlinked only by whoever holds it;
+taking a lock re-checks that the file locked is still the one at the path. A record names
+processes by PID *and* start time (``/proc/PID/stat`` field 22) in this boot: ``open_process``
+gives a pidfd only while that is still the same process, and signals and ``setns`` go through it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +40,13 @@ class Runtime:
     interfaces: tuple[str, ...] = ()
     state: str = "starting"  # starting, running, stopping
     services: tuple[tuple[str, str], ...] = ()  # (START word, state) as PID 1 reports them
+    # Who the PIDs are: start times (clock ticks after boot, /proc/PID/stat field 22) in the
+    # boot BOOT_ID. A record without them (0, "") names no process that may be signalled.
+    supervisor_start: int = 0
+    leader_start: int = 0
+    boot_id: str = ""
+    # The runtime drop-in this start found (dropin_stamp): a later start's is not removed.
+    dropin: str = ""
 
 
 class AlreadyRunning(SubhostError):
@@ -48,8 +62,21 @@ def runtime_dropin(name: str) -> Path:
     return RUNTIME_UNIT_DIR / f"overlay-boot@{name}.service.d" / "60-overlay-boot-command-line.conf"
 
 
-def remove_runtime_dropin(name: str) -> None:
+def dropin_stamp(name: str) -> str:
+    """What identifies the runtime drop-in now there (inode and change time), "" if none."""
+    try:
+        info = os.stat(runtime_dropin(name), follow_symlinks=False)
+    except OSError:
+        return ""
+    return f"{info.st_ino}:{info.st_ctime_ns}"
+
+
+def remove_runtime_dropin(name: str, stamp: str | None = None) -> None:
+    """Remove the runtime drop-in; with STAMP only if it is still that one (dropin_stamp), so
+    that the end of one run never removes the drop-in a newer `overlay-boot CONF` wrote."""
     dropin = runtime_dropin(name)
+    if stamp is not None and (not stamp or dropin_stamp(name) != stamp):
+        return
     try:
         dropin.unlink()
         dropin.parent.rmdir()
@@ -70,30 +97,80 @@ def control_path(name: str) -> Path:
     return RUN_DIR / f"{name}.ctl"
 
 
+def ensure_run_dir() -> None:
+    """Create RUN_DIR 0700 or make it so; refuse one that is not root's own directory."""
+    RUN_DIR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        RUN_DIR.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SubhostError(f"{RUN_DIR}: {exc.strerror}: it must be a directory") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise SubhostError(f"{RUN_DIR} belongs to uid {info.st_uid}, not to root: "
+                               "remove it and try again")
+        if info.st_mode & 0o7777 != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def try_lock(name: str) -> int | None:
+    """Take NAME's lock without waiting: its fd (close it to release), None while a supervisor
+    (or a cleanup) holds it. The lock file is 0600 and the one still at the path."""
+    ensure_run_dir()
+    path = lock_path(name)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise SubhostError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if _is_at(fd, path):
+            os.fchmod(fd, 0o600)
+            return fd
+        os.close(fd)  # unlinked by its holder meanwhile: lock the new one
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
 def acquire(name: str) -> int:
     """Take the subhost's lock; returns the lock's fd (close it to release).
 
-    Raises AlreadyRunning when another supervisor holds it.
+    Raises AlreadyRunning when another supervisor holds it. A record and control socket found
+    with the lock free are a crashed run's: they are removed here, before anything trusts them.
     """
-    RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = try_lock(name)
+    if fd is None:
         record = read(name)
         pid = f" (supervisor pid {record.supervisor_pid})" if record else ""
-        raise AlreadyRunning(f"subhost {name} is already running{pid}") from None
+        raise AlreadyRunning(f"subhost {name} is already running{pid}")
+    _unlink(runtime_path(name), control_path(name))
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
 def is_locked(name: str) -> bool:
-    """True while a supervisor of NAME is alive."""
+    """True while a supervisor of NAME (or a cleanup of it) holds its lock."""
     try:
-        fd = os.open(lock_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(lock_path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -107,8 +184,8 @@ def is_locked(name: str) -> bool:
 def wait_unlocked(name: str, timeout: float) -> bool:
     """Wait until no supervisor holds NAME's lock; False on timeout."""
     try:
-        fd = os.open(lock_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(lock_path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return True
     deadline = time.monotonic() + timeout
     try:
@@ -124,14 +201,84 @@ def wait_unlocked(name: str, timeout: float) -> bool:
         os.close(fd)
 
 
+# -- who a PID is -------------------------------------------------------------------------------
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def start_time(pid: int) -> int:
+    """When PID started (clock ticks after boot, /proc/PID/stat field 22); 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # comm (field 2) may hold anything, ")" included: the fields after it follow the last ")"
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def open_process(pid: int, started: int, boot: str) -> int | None:
+    """A pidfd of PID if it is still the process that started at STARTED in boot BOOT, else
+    None. The pidfd is taken first and the start time checked after: if PID was reused in
+    between, the check fails; once it passed, the pidfd names that process whatever happens."""
+    if pid <= 0 or started <= 0 or not boot or boot != boot_id():
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if start_time(pid) != started:
+        os.close(fd)
+        return None
+    return fd
+
+
+def supervisor_process(record: Runtime) -> int | None:
+    """A pidfd of the record's supervisor, if it is still alive (open_process)."""
+    return open_process(record.supervisor_pid, record.supervisor_start, record.boot_id)
+
+
+def leader_process(record: Runtime) -> int | None:
+    """A pidfd of the record's PID 1 (the leader), if it is still alive (open_process)."""
+    return open_process(record.leader_pid, record.leader_start, record.boot_id)
+
+
+def send_signal(pidfd: int, signum: int) -> bool:
+    """Signal the process of PIDFD; False if it is gone."""
+    try:
+        signal.pidfd_send_signal(pidfd, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def signal_supervisor(record: Runtime, signum: int) -> bool:
+    """Signal the record's supervisor if it is still that process; False if not (gone)."""
+    pidfd = supervisor_process(record)
+    if pidfd is None:
+        return False
+    try:
+        return send_signal(pidfd, signum)
+    finally:
+        os.close(pidfd)
+
+
 def write(record: Runtime) -> None:
-    """Atomically (re)write the runtime record."""
+    """Atomically (re)write the runtime record (0600, in root's RUN_DIR)."""
     path = runtime_path(record.name)
     tmp = path.with_suffix(".tmp")
     data = asdict(record)
     data["interfaces"] = list(record.interfaces)
     data["services"] = [list(pair) for pair in record.services]
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
 
 
@@ -162,9 +309,16 @@ def running() -> list[Runtime]:
     return found
 
 
-def remove(name: str) -> None:
-    """Remove the runtime files: record, control socket, lock (with the lock held, or stale)."""
-    for path in (runtime_path(name), control_path(name), lock_path(name)):
+def remove(name: str, lock_fd: int) -> None:
+    """Remove the runtime files: record, control socket and lock. Only with the lock held
+    (LOCK_FD): a lock file is never unlinked under someone who holds it."""
+    _unlink(runtime_path(name), control_path(name))
+    if _is_at(lock_fd, lock_path(name)):
+        _unlink(lock_path(name))
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
         try:
             path.unlink()
         except FileNotFoundError:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,15 @@ from .errors import SubhostError
 from .linux import boot, init
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 4)
+
+# PID 1's status pipe can be written by whoever reaches PID 1's fds, so what comes through it
+# is bounded: lines, texts, the states a START word can have, how often the record is rewritten.
+MAX_STATUS_LINE = 4096
+MAX_STATUS_TEXT = 200
+MAX_ERROR_TEXT = 1000
+SERVICE_STATES = frozenset({"starting", "started", "stopping", "stopped", "failed"})
+SUBHOST_STATES = frozenset({"starting", "running", "stopping"})
+RECORD_INTERVAL = 0.2  # seconds: at most this often is the runtime record rewritten
 
 
 class _Stop(Exception):
@@ -34,20 +45,25 @@ class Supervisor:
     def __init__(self, config: Config, *, ready: Callable[[str | None], None] | None = None):
         self.config = config
         self.ready_callback = ready
-        self.pid1: int | None = None
+        self.pid1: int | None = None  # until reaped
+        self.pid1_fd: int | None = None  # its pidfd, the only way it is signalled
         self.stop_requested = False
         self.record: state.Runtime | None = None
+        self.record_dirty = False  # self.record is newer than the file
+        self.record_written = 0.0  # time.monotonic() of the last write
+        self.ready_seen = False
+        self.unknown_logged = False
+        self.too_long_logged = False
         self.registered = False  # with systemd-machined (once, not again after a reboot)
+        self.dropin = ""  # the runtime drop-in this run was started with (state.dropin_stamp)
 
     # -- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.pid1 is not None:
+        pidfd = self.pid1_fd
+        if pidfd is not None:
             # PID 1 knows what each signal means (SIGINT reboots, the others stop).
             forward = signum if signum in (signal.SIGINT, signal.SIGRTMIN + 4) else signal.SIGTERM
-            try:
-                os.kill(self.pid1, forward)
-            except ProcessLookupError:
-                pass
+            state.send_signal(pidfd, forward)
         else:
             self.stop_requested = True
 
@@ -81,6 +97,7 @@ class Supervisor:
         config = self.config
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        self.dropin = state.dropin_stamp(config.name)
         try:
             lock_fd = state.acquire(config.name)
         except SubhostError as exc:
@@ -104,8 +121,8 @@ class Supervisor:
             except Exception as exc:  # teardown must always release the lock
                 log.error(f"cleanup of subhost {config.name} failed: {exc}")
                 status = status or 1
-            state.remove(config.name)
-            state.remove_runtime_dropin(config.name)
+            state.remove(config.name, lock_fd)
+            state.remove_runtime_dropin(config.name, self.dropin)
             os.close(lock_fd)
         return status
 
@@ -151,6 +168,8 @@ class Supervisor:
         finally:
             os.close(write_fd)
             control.close()  # PID 1 has it; state.remove() unlinks the path at teardown
+        # Our unreaped child: its PID cannot be reused until _wait_pid1.
+        self.pid1_fd = os.pidfd_open(self.pid1)
         self.record = state.Runtime(
             name=config.name,
             config=str(config.path),
@@ -158,10 +177,14 @@ class Supervisor:
             leader_pid=self.pid1,
             root=str(config.live),
             interfaces=config.interfaces,
+            supervisor_start=state.start_time(os.getpid()),
+            leader_start=state.start_time(self.pid1),
+            boot_id=state.boot_id(),
+            dropin=self.dropin,
         )
-        state.write(self.record)
+        self._write_record()
         if self.stop_requested:
-            os.kill(self.pid1, signal.SIGTERM)
+            state.send_signal(self.pid1_fd, signal.SIGTERM)
         error = self._follow_status(read_fd)
         status = self._wait_pid1()
         if error:
@@ -172,35 +195,92 @@ class Supervisor:
     def _follow_status(self, read_fd: int) -> str | None:
         """Relay PID 1's status lines until it closes the pipe; returns an ERROR message."""
         error = None
-        buffer = b""
-        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-            while True:
-                try:
-                    chunk = pipe.read(4096)
-                except InterruptedError:
-                    continue
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    line = raw.decode("utf-8", "replace")
-                    kind, _, text = line.partition(" ")
-                    if kind == "READY":
-                        self._mark_running()
-                    elif kind == "STATUS":
-                        self._status(text)
-                        self._set_record(state=text.partition(" ")[0])
-                    elif kind == "SERVICE":
-                        word, _, service = text.partition(" ")
-                        self._set_record(word=word, service=service)
-                    elif kind == "ERROR":
-                        error = text
-                        log.error(text)
+        try:
+            for raw in self._status_lines(read_fd):
+                message = self._on_status_line(raw.decode("utf-8", "replace"))
+                if message is not None and error is None:
+                    error = message
+        finally:
+            os.close(read_fd)
+            self._flush_record()
         return error
+
+    def _status_lines(self, read_fd: int):
+        """The lines of the status pipe, each at most MAX_STATUS_LINE bytes (the rest of a
+        longer line is dropped). Between reads, a record change held back is written."""
+        buffer = bytearray()
+        dropping = False  # inside a line that was too long: skip to its newline
+        poller = select.poll()
+        poller.register(read_fd, select.POLLIN)
+        while True:
+            if self.record_dirty:
+                wait = RECORD_INTERVAL - (time.monotonic() - self.record_written)
+                if wait <= 0 or not poller.poll(max(1, int(wait * 1000))):
+                    self._flush_record()
+                    continue
+            try:
+                chunk = os.read(read_fd, 65536)
+            except InterruptedError:
+                continue
+            if not chunk:
+                return
+            buffer += chunk
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:min(end, MAX_STATUS_LINE + 1)])
+                del buffer[:end + 1]
+                if not dropping and len(line) <= MAX_STATUS_LINE:
+                    yield line
+                elif not dropping:
+                    self._too_long()
+                dropping = False
+            if len(buffer) > MAX_STATUS_LINE:
+                if not dropping:
+                    self._too_long()
+                dropping = True
+                buffer.clear()
+
+    def _too_long(self) -> None:
+        if not self.too_long_logged:
+            self.too_long_logged = True
+            log.warning(f"subhost {self.config.name}: a status line of PID 1 longer than "
+                        f"{MAX_STATUS_LINE} bytes ignored (and any later ones)")
+
+    def _on_status_line(self, line: str) -> str | None:
+        """Act on one line of PID 1's; returns the message of an ERROR line."""
+        kind, _, text = line.partition(" ")
+        if kind == "READY":
+            if not self.ready_seen:
+                self.ready_seen = True
+                self._mark_running()
+            else:  # again after a reboot of the subhost: only the state
+                self._set_record(state="running")
+        elif kind == "STATUS":
+            text = printable(text, MAX_STATUS_TEXT)
+            self._status(text)
+            self._set_record(state=text.partition(" ")[0])
+        elif kind == "SERVICE":
+            word, _, service = text.partition(" ")
+            if word in self.config.start and service in SERVICE_STATES:
+                self._set_record(word=word, service=service)
+            else:
+                self._unknown(line)
+        elif kind == "ERROR":
+            text = printable(text, MAX_ERROR_TEXT)
+            log.error(text)
+            return text
+        else:
+            self._unknown(line)
+        return None
+
+    def _unknown(self, line: str) -> None:
+        if not self.unknown_logged:
+            self.unknown_logged = True
+            log.warning(f"subhost {self.config.name}: unexpected status line from PID 1 "
+                        f"ignored (and any later ones): {printable(line, 80)!r}")
 
     def _mark_running(self) -> None:
         self._set_record(state="running")
+        self._flush_record()  # before anyone is told it runs
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
         self._ready()
         if not self.registered and self.pid1 is not None:
@@ -216,7 +296,7 @@ class Supervisor:
         lines: starting/stopping …) or a START word's state (SERVICE lines, for D-Bus)."""
         if self.record is None:
             return
-        if changes.get("state", "running") not in ("starting", "running", "stopping"):
+        if changes.get("state", "running") not in SUBHOST_STATES:
             return
         record = self.record
         if "word" in changes:
@@ -227,18 +307,37 @@ class Supervisor:
             record = replace(record, state=changes["state"])
         if record != self.record:
             self.record = record
-            state.write(record)
+            self.record_dirty = True
+            if time.monotonic() - self.record_written >= RECORD_INTERVAL:
+                self._flush_record()
+
+    def _flush_record(self) -> None:
+        if self.record_dirty:
+            self._write_record()
+
+    def _write_record(self) -> None:
+        assert self.record is not None
+        state.write(self.record)
+        self.record_dirty = False
+        self.record_written = time.monotonic()
 
     def _wait_pid1(self) -> int:
+        """Reap PID 1; from then on its PID is never signalled again (it may be reused)."""
         assert self.pid1 is not None
-        while True:
-            try:
-                _, status = os.waitpid(self.pid1, 0)
-                return status
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                return 0
+        try:
+            while True:
+                try:
+                    _, status = os.waitpid(self.pid1, 0)
+                    return status
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    return 0
+        finally:
+            self.pid1 = None
+            pidfd, self.pid1_fd = self.pid1_fd, None
+            if pidfd is not None:
+                os.close(pidfd)
 
 
 def open_control_socket(name: str) -> socket.socket:
@@ -259,6 +358,11 @@ def open_control_socket(name: str) -> socket.socket:
     finally:
         os.umask(old_umask)
     return sock
+
+
+def printable(text: str, limit: int) -> str:
+    """TEXT without control characters (NUL included), at most LIMIT characters."""
+    return "".join(c for c in text[:limit * 4] if c.isprintable())[:limit]
 
 
 def describe_status(status: int) -> str:

@@ -305,13 +305,10 @@ class Service:
                 raise Failed(f"cannot stop {unit}: {reply.body[0] if reply.body else ''}")
             log.info(f"stopping subhost {record.name} ({unit})")
             return "", [], []
-        if not state.is_locked(record.name):
+        # Only the process the record names (PID and start time), never a reused PID.
+        locked = state.is_locked(record.name)
+        if not locked or not state.signal_supervisor(record, signal.SIGTERM):
             raise DBusError(ERROR_NO_SUCH_SUBHOST, f"subhost {record.name} is not running")
-        try:
-            os.kill(record.supervisor_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            raise DBusError(ERROR_NO_SUCH_SUBHOST,
-                            f"subhost {record.name} is not running") from None
         log.info(f"stopping subhost {record.name} (SIGTERM to {record.supervisor_pid})")
         return "", [], []
 

@@ -169,22 +169,19 @@ def _make_slave(tree: int) -> None:
 def in_subhost(name: str, work) -> None:
     """Run WORK in a child inside NAME's mount namespace; its SubhostError is raised here."""
     record = state.read(name)
-    if record is None or not state.is_locked(name):
+    # A pidfd of its PID 1, checked to be the process the record names (never a reused PID);
+    # setns() by the pidfd enters that process's mount namespace and nothing else's.
+    leader = state.leader_process(record) if record and state.is_locked(name) else None
+    if leader is None:
         raise SubhostError(f"subhost {name} is not running")
     try:
-        mntns = os.open(f"/proc/{record.leader_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SubhostError(f"subhost {name} is not running") from None
-    try:
-        if not state.is_locked(name):  # its PID 1 might have gone and the pid be reused
-            raise SubhostError(f"subhost {name} is not running")
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 os.close(read_fd)
-                libc.setns(mntns, libc.CLONE_NEWNS)  # also makes its root our root
+                libc.setns(leader, libc.CLONE_NEWNS)  # also makes its root our root
                 os.chdir("/")
                 work()
                 code = 0
@@ -199,7 +196,7 @@ def in_subhost(name: str, work) -> None:
             message = pipe.read().decode("utf-8", "replace")
         _, status = os.waitpid(pid, 0)
     finally:
-        os.close(mntns)
+        os.close(leader)
     if status != 0:
         raise SubhostError(message or f"the helper process failed (wait status {status})")
 

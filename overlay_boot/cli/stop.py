@@ -34,8 +34,7 @@ def _main(args: argparse.Namespace) -> int:
     require_root()
     name, path = resolve_target(args.target, "overlay-stop")
     if args.cleanup:
-        remove_leftovers(name)
-        state.remove_runtime_dropin(name)
+        remove_leftovers(name, dropin=True)
         return 0
     unit_running = _systemd_unit_active(name)
     if unit_running:
@@ -48,19 +47,20 @@ def _main(args: argparse.Namespace) -> int:
         remove_leftovers(name)
         raise SubhostError(f"subhost {name} is not running")
     if not _stop_through_bus(name):
-        try:
-            os.kill(record.supervisor_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal_supervisor(record, signal.SIGTERM)
     if not state.wait_unlocked(name, args.timeout):
         log.warning(f"subhost {name} did not stop within {args.timeout:g}s: killing it")
-        try:
-            os.kill(record.supervisor_pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_supervisor(record, signal.SIGKILL)
         state.wait_unlocked(name, 10)
         remove_leftovers(name)
     return 0
+
+
+def _signal_supervisor(record: state.Runtime, signum: int) -> None:
+    """Signal the record's supervisor, only if it is still that process."""
+    if not state.signal_supervisor(record, signum):
+        log.debug(f"supervisor {record.supervisor_pid} of subhost {record.name} is gone "
+                  "(or is not the one the record names): not signalled")
 
 
 def _systemd_unit_active(name: str) -> str | None:
@@ -91,14 +91,23 @@ def _stop_through_bus(name: str) -> bool:
     return False
 
 
-def remove_leftovers(name: str) -> None:
-    """Remove NAME's netns, host cable ends and runtime files unless a supervisor still runs."""
-    if state.is_locked(name):
-        return
-    record = state.read(name)
-    interfaces = record.interfaces if record else _interfaces_from_config(name)
-    cleanup.teardown(name, interfaces)
-    state.remove(name)
+def remove_leftovers(name: str, *, dropin: bool = False) -> bool:
+    """Remove NAME's netns, host cable ends and runtime files (with DROPIN, the runtime
+    drop-in too, unless a newer start wrote it) unless a supervisor still runs. The lock is
+    held meanwhile, so no start can begin halfway through; False if it could not be taken."""
+    lock_fd = state.try_lock(name)
+    if lock_fd is None:
+        return False
+    try:
+        record = state.read(name)
+        interfaces = record.interfaces if record else _interfaces_from_config(name)
+        cleanup.teardown(name, interfaces)
+        if dropin:
+            state.remove_runtime_dropin(name, record.dropin if record else None)
+        state.remove(name, lock_fd)
+    finally:
+        os.close(lock_fd)
+    return True
 
 
 def _interfaces_from_config(name: str) -> tuple[str, ...]:

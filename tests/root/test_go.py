@@ -472,12 +472,14 @@ def test_non_root_is_refused(sub: Subhost) -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "cannot reach" in result.stdout and "Permission denied" in result.stdout
-    # …and PID 1 checks the peer's uid as well.
+    # …and PID 1 checks the peer's uid as well (the directory, root's alone, opened up too).
     ctl.chmod(0o666)
+    ctl.parent.chmod(0o711)
     try:
         result = subprocess.run([*nobody, "/usr/bin/python3", "-c", probe], env=_env(),
                                 cwd="/", capture_output=True, text=True, timeout=30)
     finally:
+        ctl.parent.chmod(0o700)
         ctl.chmod(0o600)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "permission denied: only root" in result.stdout

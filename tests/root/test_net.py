@@ -263,3 +263,20 @@ def test_remove_host_ends(python, spaces):
                    f"assert not any(m.startswith('pyroute2') for m in sys.modules)",
            in_netns=host)
     assert links(host) == ["lo"] and links(sub) == ["lo"]
+
+
+def test_host_ends_are_tagged_and_cleanup_removes_only_tagged_ones(python, spaces):
+    """Host ends carry the alias overlay-boot:NAME (review M2); cleanup.teardown deletes those
+    and the netns netns.create marked, and leaves a foreign link with a cable's name."""
+    sub, host = spaces
+    ours, foreign = f"{sub}0", f"{sub}1"
+    build(python, sub, host, [Cable(0, ours, "eth0", None, None)])
+    assert link(ours, host)["ifalias"] == f"overlay-boot:{sub}"
+    ip("link", "add", foreign, "type", "veth", "peer", "name", f"{sub}p", in_netns=host)
+    run_py(python, f"from overlay_boot import cleanup\n"
+                   f"assert netns.tagged({ours!r}, {sub!r}) and netns.ours({sub!r})\n"
+                   f"assert not netns.tagged({foreign!r}, {sub!r})\n"
+                   f"cleanup.teardown({sub!r}, [{ours!r}, {foreign!r}])",
+           in_netns=host)
+    assert sorted(links(host)) == sorted(["lo", foreign, f"{sub}p"])
+    assert not netns.exists(sub)
