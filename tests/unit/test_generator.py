@@ -121,9 +121,13 @@ def test_bad_configs_are_reported_with_file_and_reason(tmp_path: Path,
     assert [c.name for c in result.generated] == ["good", "warn"]
     errors = [m.text for m in result.messages if m.priority == generator.ERR]
     conf = root / "etc" / "overlay-boot"
-    for bad in ("nobase", "cables", "this-name-is-far-too-long", "bangname", "dangling",
-                "binary"):
+    for bad in ("nobase", "cables", "this-name-is-far-too-long", "bangname", "binary"):
         assert f"{conf}/{bad}.conf: skipped" in errors
+    # A config that cannot be read yet (a file system mounted later) gets a unit that reads
+    # it when it starts.
+    warnings = [m.text for m in result.messages if m.priority == generator.WARNING]
+    assert f"{conf}/dangling.conf: cannot be read yet; its unit reads it when it starts" \
+        in warnings
     assert any(e.startswith(f"{conf}/cables.conf:2: CABLES") for e in errors)
     warnings = [m.text for m in result.messages if m.priority == generator.WARNING]
     assert any("FUTURE" in w for w in warnings)
@@ -303,7 +307,8 @@ def test_shim_as_systemd_runs_it(interpreter: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "nobase.conf: skipped" in proc.stderr
-    assert sorted(_tree(out)) == ["overlay-boot@good.service.d/50-overlay-boot.conf",
+    assert sorted(_tree(out)) == ["overlay-boot@dangling.service.d/50-overlay-boot.conf",
+                                  "overlay-boot@good.service.d/50-overlay-boot.conf",
                                   "overlay-boot@warn.service.d/50-overlay-boot.conf"]
 
 

@@ -228,3 +228,27 @@ def test_a_file_name_with_a_line_break_is_reported_on_one_line(tmp_path: Path) -
     assert status == 0
     for line in err.splitlines():
         assert not line.startswith(f"{generator.PROG}: web.conf"), err
+
+
+def test_a_path_that_is_not_utf8_is_skipped_and_the_others_are_written(tmp_path: Path) -> None:
+    """M3: a config below a Latin-1 directory name used to crash the generator mid-write,
+    leaving an empty drop-in and nothing for the configs after it."""
+    latin = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    latin.mkdir()
+    (latin / "aa.conf").write_text("BASE=.\n")
+    good = tmp_path / "zz"
+    good.mkdir()
+    (good / "zz.conf").write_text("BASE=.\n")
+    subhosts = tmp_path / "subhosts.conf"
+    subhosts.write_bytes(bytes(latin / "aa.conf") + b"\n" + bytes(good / "zz.conf") + b"\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    status, _, err = _run([str(out)], {"OVERLAY_BOOT_CONFIG_DIR": str(tmp_path / "none"),
+                                       "OVERLAY_BOOT_SUBHOSTS_CONF": str(subhosts)})
+    assert status == 0, err
+    assert "is not valid UTF-8" in err and "aa.conf" in err
+    assert not (out / "overlay-boot@aa.service.d").exists()
+    assert (out / "overlay-boot@zz.service.d/50-overlay-boot.conf").read_text().count(
+        "OVERLAY_BOOT_CONFIG=") == 1
+    assert (out / "multi-user.target.wants/overlay-boot@zz.service").is_symlink()
+    assert not [p for p in out.rglob(".*.new")]  # no temporary file left
