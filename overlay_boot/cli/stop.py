@@ -46,8 +46,11 @@ def _main(args: argparse.Namespace) -> int:
     if not state.is_locked(name) or record is None:
         remove_leftovers(name)
         raise SubhostError(f"subhost {name} is not running")
-    if not _stop_through_bus(name):
-        _signal_supervisor(record, signal.SIGTERM)
+    if not _stop_through_bus(name) and not _signal_supervisor(record, signal.SIGTERM):
+        raise SubhostError(
+            f"subhost {name} looks running, but its supervisor is not the process its record "
+            f"names (PID {record.supervisor_pid}, started by an older version, or gone): not "
+            "signalled; stop it through systemd, or end that process yourself")
     if not state.wait_unlocked(name, args.timeout):
         log.warning(f"subhost {name} did not stop within {args.timeout:g}s: killing it")
         _signal_supervisor(record, signal.SIGKILL)
@@ -56,11 +59,13 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signal_supervisor(record: state.Runtime, signum: int) -> None:
-    """Signal the record's supervisor, only if it is still that process."""
-    if not state.signal_supervisor(record, signum):
-        log.debug(f"supervisor {record.supervisor_pid} of subhost {record.name} is gone "
-                  "(or is not the one the record names): not signalled")
+def _signal_supervisor(record: state.Runtime, signum: int) -> bool:
+    """Signal the record's supervisor, only if it is still that process; False if not."""
+    if state.signal_supervisor(record, signum):
+        return True
+    log.debug(f"supervisor {record.supervisor_pid} of subhost {record.name} is gone "
+              "(or is not the one the record names): not signalled")
+    return False
 
 
 def _systemd_unit_active(name: str) -> str | None:

@@ -248,10 +248,12 @@ def _status_pipe_of(pid1: int, supervisor: int) -> int:
 
 
 def test_forged_status_lines_leave_the_record_bounded_and_sane(lab: Lab, tmp_path: Path) -> None:
-    script = tmp_path / "svc"
+    bin_dir = tmp_path / "bin"  # shared, and not the directory holding LOG
+    bin_dir.mkdir()
+    script = bin_dir / "svc"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o755)
-    conf = lab.config(f"SHARE={tmp_path}\nSTART={script}\n")
+    conf = lab.config(f"SHARE={bin_dir}\nSTART={script}\n")
     name = conf.stem
     assert lab.start(conf).returncode == 0
     record = lab.record(name, state="running")
