@@ -29,6 +29,7 @@ Objects (docs: README, "D-Bus interface"):
 # ruff: noqa: F722, F821, UP037
 
 import asyncio
+import errno
 import functools
 import os
 import signal
@@ -367,7 +368,9 @@ class Service:
             conn.close()  # the process lives on; its exit is the caller's business
             try:
                 return master, session_of(master)
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.ENOTTY:  # it ended already: its terminal has no session
+                    return master, 0
                 _close(master)
                 raise
 

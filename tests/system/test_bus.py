@@ -37,6 +37,22 @@ async def main(path, member, argv):
         return bus.call(Message(destination="org.overlayboot.OverlayBoot1", path=path,
                                 interface="org.overlayboot.OverlayBoot1.Subhost", member=member,
                                 signature=signature, body=body, unix_fds=list(fds)))
+    if member == "Many":  # N short OpenShell and Run calls in turn: errors, service fds
+        count, null, errors = int(argv[0]), os.open("/dev/null", os.O_RDWR), []
+        for _ in range(count):
+            for signature, body, fds in (("asa{ss}", [["true"], {}], ()),
+                                         ("asa{ss}hhh", [["true"], {}, 0, 0, 0], [null])):
+                msg = Message(destination="org.overlayboot.OverlayBoot1", path=path,
+                              interface="org.overlayboot.OverlayBoot1.Subhost",
+                              member="OpenShell" if len(body) == 2 else "Run",
+                              signature=signature, body=body, unix_fds=list(fds))
+                reply = await bus.call(msg)
+                if reply.message_type == MessageType.ERROR:
+                    errors.append(str(reply.body))
+                for fd in reply.unix_fds:
+                    os.close(fd)
+        print(json.dumps({"errors": errors}))
+        return
     if member == "Starve":  # many long Runs in flight, then one more call: how long it takes
         null = os.open("/dev/null", os.O_RDWR)
         member = "Run"
@@ -239,6 +255,27 @@ def test_open_shell_gives_a_terminal_inside(box: SystemdBox, subhosts: Subhosts)
     assert result["cmdline"].startswith("-")  # a login shell
     assert result["ns"] == box.run("readlink", f"/proc/{leader}/ns/pid").stdout.strip()
     assert f"marker-42 {name}" in result["output"]
+
+
+def _service_fds_and_rss(box: SystemdBox) -> tuple[int, int]:
+    pid = box.run("systemctl", "show", "-P", "MainPID", "overlay-boot-bus.service").stdout.strip()
+    fds = len(box.run("ls", f"/proc/{pid}/fd").stdout.split())
+    rss = box.run("awk", "/^VmRSS/ {print $2}", f"/proc/{pid}/status").stdout.strip()
+    return fds, int(rss)
+
+
+def test_a_thousand_short_open_shell_and_run_calls(box: SystemdBox,
+                                                   subhosts: Subhosts) -> None:
+    """A command that ends before OpenShell answers (its terminal has no session any more)
+    used to fail the call with ENOTTY, about one in five."""
+    name = started(box, subhosts)
+    client(box, name, "Many", "50")  # warm up: the service, its thread pool, its caches
+    fds_before, rss_before = _service_fds_and_rss(box)
+    result = client(box, name, "Many", "1000")
+    assert result["errors"] == [], result["errors"][:5]
+    fds_after, rss_after = _service_fds_and_rss(box)
+    assert fds_after <= fds_before + 2, (fds_before, fds_after)  # no descriptor leaks
+    assert rss_after <= rss_before + 8 * 1024, (rss_before, rss_after)  # kB: flat
 
 
 def test_stop_stops_the_unit(box: SystemdBox, subhosts: Subhosts) -> None:
