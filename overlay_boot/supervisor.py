@@ -160,7 +160,7 @@ class Supervisor:
                 config,
                 netns_path,
                 write_fd,
-                lambda fd: init.run(settings, fd),
+                lambda fd, relay: init.run(settings, fd, relay),
                 hooks_env,
                 keep_fds=(control.fileno(),),
                 hidden=neighbours.other_subhost_dirs(config),

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from overlay_boot import log
 from overlay_boot.capabilities import Grant
-from overlay_boot.linux import confine, libc, mounts
+from overlay_boot.linux import confine, journal, libc, mounts
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -34,7 +34,7 @@ def spawn_subhost(
     config: Any,
     netns_path: Path,
     status_fd: int,
-    run_init: Callable[[int], NoReturn],
+    run_init: Callable[[int, journal.Relay | None], NoReturn],
     hooks_env: Mapping[str, str],
     *,
     journal_socket: Path | None = mounts.JOURNAL_DEV_LOG,
@@ -83,7 +83,7 @@ def _pid1(
     config: Any,
     netns_path: Path,
     status_fd: int,
-    run_init: Callable[[int], NoReturn],
+    run_init: Callable[[int, journal.Relay | None], NoReturn],
     hooks_env: dict[str, str],
     journal_socket: Path | None,
     keep: set[int],
@@ -95,7 +95,7 @@ def _pid1(
     try:
         try:
             _prepare_process(keep, parent)
-            _build_subhost(config, netns_path, hooks_env, journal_socket, hidden)
+            relay = _build_subhost(config, netns_path, hooks_env, journal_socket, hidden)
             built = True
         except BaseException as exc:  # anything before init: report it and die
             message = _message(exc)
@@ -103,7 +103,7 @@ def _pid1(
                 log.error(f"subhost {getattr(config, 'name', '?')}: {message}")
             built = False
         if built:
-            run_init(status_fd)  # does not return
+            run_init(status_fd, relay)  # does not return
             log.error("init returned")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -147,9 +147,10 @@ def _terminated(signum: int, _frame: object) -> None:
 def _build_subhost(
     config: Any, netns_path: Path, hooks_env: dict[str, str], journal_socket: Path | None,
     hidden: tuple[Path, ...] = (),
-) -> None:
+) -> journal.Relay | None:
     """The start steps of docs/ARCHITECTURE.md, in order, up to the pivot_root and the
-    confinement that every process of the subhost inherits from PID 1."""
+    confinement that every process of the subhost inherits from PID 1; the relay of the
+    subhost's /dev/log to the host's journal, where there is one."""
     name, live, upper = config.name, Path(config.live), Path(config.upper)
 
     # Namespaces: the new PID namespace exists already (we are its PID 1); the network
@@ -177,6 +178,10 @@ def _build_subhost(
     if config.postmount:
         _run_hook("POSTMOUNT", config.postmount, [str(live), str(upper)], config, hooks_env)
 
+    host_journal = None
+    if journal_socket is not None and journal_socket.exists():
+        host_journal = journal.connect_host(str(journal_socket))  # reachable only until pivot
+
     # Switch to LIVE. pivot_root(".", ".") stacks the old root on top of the new one; the
     # lazy unmount then drops the whole host tree from this mount namespace, so no path from
     # inside (not /proc/1/root either) leads back to the host's root. /proc is mounted in
@@ -185,11 +190,19 @@ def _build_subhost(
     _step(f"pivot_root {live}", libc.pivot_root, ".", ".")
     _step(f"detach the host root from {live}", libc.umount2, ".", libc.MNT_DETACH)
     _step("chdir /", os.chdir, "/")
+    relay = None
+    if host_journal is not None:
+        try:
+            relay = journal.Relay(journal.bind_inside(), host_journal)
+        except OSError as exc:  # e.g. a read-only /run: the subhost runs, without /dev/log
+            log.warning(f"subhost {name}: no /dev/log: {journal.INSIDE_PATH}: {exc.strerror}")
+            host_journal.close()
     # Before any process of the subhost exists. Processes PREMOUNT or POSTMOUNT left running
     # keep every capability, and so stay out of reach: the subhost's root has no
     # CAP_SYS_PTRACE (their /proc/PID/cwd, /fd, /root need it).
     grant = getattr(config, "capabilities", None) or Grant()
     _step("confine the subhost (capabilities, seccomp)", confine.confine, grant, name)
+    return relay
 
 
 def _step(what: str, func: Callable[..., object], *args: object) -> None:

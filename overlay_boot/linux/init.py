@@ -38,6 +38,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from overlay_boot.linux.journal import Relay
+
 SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SIGPOWEROFF = signal.SIGRTMIN + 4
 STOP_TIMEOUT = 30.0
@@ -102,9 +104,11 @@ def _signal_name(sig: int) -> str:
 
 
 class _Init:
-    def __init__(self, settings: InitSettings, status_fd: int) -> None:
+    def __init__(self, settings: InitSettings, status_fd: int,
+                 relay: Relay | None = None) -> None:
         self.settings = settings
         self.status_fd = status_fd
+        self.relay = relay  # the subhost's /dev/log to the host's journal
         self.env = child_environment()
         self.poller = select.poll()
         self.relays: dict[int, tuple[str, bytearray]] = {}
@@ -144,6 +148,8 @@ class _Init:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, ours)
         self.poller.register(self.wake_r, select.POLLIN)
+        if self.relay is not None:
+            self.poller.register(self.relay.fileno(), select.POLLIN)
         if self.settings.control_fd is not None and self.settings.control_fd >= 0:
             self.control = _Control(self.settings.control_fd, self.poller)
 
@@ -156,7 +162,9 @@ class _Init:
             if fd == self.wake_r:
                 self.handle_signals()
             elif fd in self.relays:
-                self.relay(fd)
+                self.relay_output(fd)
+            elif self.relay is not None and fd == self.relay.fileno():
+                self.relay.pump()
             elif self.control is not None:
                 self.control.handle(fd, stopping=self.request is not None)
 
@@ -189,7 +197,7 @@ class _Init:
             elif self.control is not None:
                 self.control.exited(pid, status)
 
-    def relay(self, fd: int, final: bool = False) -> None:
+    def relay_output(self, fd: int, final: bool = False) -> None:
         source, buffer = self.relays[fd]
         try:
             data = os.read(fd, 65536)
@@ -383,7 +391,7 @@ class _Init:
 
     def finish(self) -> NoReturn:
         for fd in list(self.relays):
-            self.relay(fd, final=True)
+            self.relay_output(fd, final=True)
         log.info("stopped")
         log.flush()
         os._exit(0)
@@ -705,9 +713,10 @@ _DEFAULT_SIGNALS = tuple(
 )
 
 
-def run(settings: InitSettings, status_fd: int) -> NoReturn:
-    """Be PID 1 of the subhost until stopped; exits the process (0 after an orderly stop)."""
-    pid1 = _Init(settings, status_fd)
+def run(settings: InitSettings, status_fd: int, relay: Relay | None = None) -> NoReturn:
+    """Be PID 1 of the subhost until stopped; exits the process (0 after an orderly stop).
+    ``relay``: the subhost's /dev/log to the host's journal (``linux/journal.py``)."""
+    pid1 = _Init(settings, status_fd, relay)
     try:
         pid1.main()
     except BaseException as exc:  # PID 1 must say why it dies

@@ -547,8 +547,8 @@ def plan_inside(config: Any, journal_socket: Path | None = None,
     kept = [_p(share.target) for share in config.shares]
     if journal_socket is not None and journal_socket.exists():
         kept.append(_INSIDE_DEV_LOG)
-        # A symlink, not a bind onto /dev/log: a syslog daemon started inside can replace it.
-        ops.append(Bind(journal_socket, _INSIDE_DEV_LOG, create=True))
+        # PID 1 binds its relay there (linux/journal.py). A symlink, not a socket at /dev/log:
+        # a syslog daemon started inside can replace it.
         ops.append(Symlink(_p("/dev/log"), str(_INSIDE_DEV_LOG)))
     own = [_p(p) for p in (config.base, config.upper, config.work, config.live) if p]
     for path in sorted(set(hidden)):

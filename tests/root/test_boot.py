@@ -132,7 +132,7 @@ def run_subhost(config: Config, s: Scratch, init, *, hooks_env=None, journal=Non
     seen_while: set[tuple[str, str]] = set()
     try:
         pid = boot.spawn_subhost(
-            config, s.netns, status_w, lambda fd: init(fd, go_r), hooks_env or {},
+            config, s.netns, status_w, lambda fd, relay: init(fd, go_r, relay), hooks_env or {},
             journal_socket=journal, keep_fds=(go_r,),
         )
         os.close(status_w)
@@ -215,7 +215,7 @@ def _dev_facts() -> dict:
 
 def probe(marker: Path, host_pid: int):
     """Build a run_init that reports what it sees, then waits for the test's go-ahead."""
-    def run_init(status_fd: int, go_fd: int):
+    def run_init(status_fd: int, go_fd: int, relay=None):
         facts: dict = {}
         try:
             facts["pid"] = os.getpid()
@@ -247,6 +247,8 @@ def probe(marker: Path, host_pid: int):
                 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                     sock.connect("/dev/log")
                     sock.send(b"<13>probe: hello journal")
+                if relay is not None:  # what PID 1's loop does when /dev/log is readable
+                    relay.pump()
                 return "sent"
             facts["dev_log_send"] = _try(log_to_dev_log)
         except BaseException as exc:  # report, don't hang the test
@@ -257,7 +259,7 @@ def probe(marker: Path, host_pid: int):
     return run_init
 
 
-def sleeper(status_fd: int):
+def sleeper(status_fd: int, _relay: object = None):
     os.write(status_fd, b"UP\n")
     while True:
         signal.pause()

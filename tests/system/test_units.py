@@ -78,6 +78,30 @@ def test_dev_log_reaches_the_journal(box: SystemdBox, subhosts: Subhosts) -> Non
     assert marker in box.journal(subhosts.unit(name), marker)
 
 
+def test_every_line_from_short_lived_loggers_reaches_the_unit(box: SystemdBox,
+                                                              subhosts: Subhosts) -> None:
+    """1000 `logger` processes, each gone at once: every line is under the unit (journald
+    attributes by the sender's cgroup, looked up after the sender may have exited: PID 1
+    relays /dev/log, so the sender is alive)."""
+    name, _ = subhosts.make()
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", subhosts.unit(name))
+    tag = f"burst{secrets.token_hex(3)}"
+    box.run("overlay-go", name, "--", "sh", "-c",
+            f"for i in $(seq 1000); do logger -i -t {tag} line-$i; done", timeout=120)
+    deadline = time.monotonic() + 20
+    while True:
+        lines = box.run("journalctl", "-q", "-u", subhosts.unit(name), "-t", tag,
+                        "-o", "cat").stdout.split()
+        if len(lines) >= 1000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(lines) == sorted(f"line-{i}" for i in range(1, 1001))
+    fields = json.loads(box.run("journalctl", "-q", "-u", subhosts.unit(name), "-t", tag,
+                                "-o", "json", "-n", "1").stdout)
+    assert fields["SYSLOG_IDENTIFIER"] == tag and fields["SYSLOG_PID"] != fields["_PID"]
+
+
 def test_a_syslog_daemon_inside_can_take_dev_log_over(box: SystemdBox, subhosts: Subhosts) -> None:
     """/dev/log is a symlink to the bound journal socket: a daemon (rsyslog) may replace it."""
     name, _ = subhosts.make()
