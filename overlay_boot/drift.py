@@ -42,7 +42,7 @@ WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to make, and there are many
 class Entry:
     """One upper entry: its path inside the subhost and how it changes the lower view."""
 
@@ -141,36 +141,39 @@ def _is_opaque_path(path: str) -> bool:
 
 _STATX_BTIME = 0x800
 _AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
 _statx = None
 
 
-def birth_ns(dir_fd: int, name: str) -> int | None:
-    """NAME's birth time in ns (statx, not following NAME); None when not recorded."""
+def birth_ns(dir_fd: int, name: str, flags: int = _AT_SYMLINK_NOFOLLOW) -> int | None:
+    """NAME's birth time in ns (statx, not following NAME; with AT_EMPTY_PATH and "", of
+    DIR_FD itself); None when not recorded."""
     global _statx
     if _statx is None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = getattr(libc, "statx", None)
-        if func is None:
-            _statx = False
-            return None
-        func.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
-                         ctypes.c_void_p)
-        buf = ctypes.create_string_buffer(256)
-        _statx = (func, buf, ctypes.addressof(buf))
-    if _statx is False:
+        _statx = _load_statx()
+    if not _statx:
         return None
-    func, buf, address = _statx
-    if func(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, address) != 0:
+    func, buf, unpack = _statx
+    if func(dir_fd, name.encode("utf-8", "surrogateescape"), flags, _STATX_BTIME, buf) != 0:
         return None
-    raw = buf.raw
-    mask = int.from_bytes(raw[0:4], "little")
+    mask, seconds, nanos = unpack(buf)
     if not mask & _STATX_BTIME:
         return None
-    seconds = int.from_bytes(raw[80:88], "little", signed=True)
-    nanos = int.from_bytes(raw[88:92], "little")
     return seconds * 1_000_000_000 + nanos
+
+
+def _load_statx():
+    import ctypes
+    import struct
+
+    func = getattr(ctypes.CDLL(None, use_errno=True), "statx", None)
+    if func is None:
+        return False
+    func.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
+                     ctypes.c_void_p)
+    func.restype = ctypes.c_int
+    # struct statx: stx_mask (u32) at 0, stx_btime (s64 seconds, u32 ns) at 80; 256 bytes
+    return func, ctypes.create_string_buffer(256), struct.Struct("<I76xqI").unpack_from
 
 
 def _unwritten_copy(upper: os.stat_result) -> bool:
@@ -197,12 +200,23 @@ def is_shadowed(upper: os.stat_result, born: int | None, lower: os.stat_result,
 
 # -- the walk --------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class _Lower:
+    """A lower directory that shows under an upper one: its path (with a trailing slash), the
+    names in it (one listing instead of a lookup per upper entry) and its layer."""
+
+    dir: str
+    names: frozenset[str]
+    layer: str
+
+
 @dataclass(slots=True)
 class _Frame:
     prefix: str  # "" or "etc/ssh/": the directory's path relative to UPPER, with a slash
     fd: int  # the upper directory, opened by descriptor
-    lowers: tuple[str, ...]  # the lower directories that show under it, top first, with '/'
-    names: list[str]
+    lowers: tuple[_Lower, ...]  # the lower directories that show under it, top first
+    entries: list[os.DirEntry]
+    born: int = 0  # the directory's birth (ns; 0 unknown): no entry in it is born earlier
     index: int = 0
 
 
@@ -230,71 +244,85 @@ def normalize(path: str) -> str:
     return os.path.normpath("/" + path).lstrip("/")
 
 
-def _lower_entry(lowers: tuple[str, ...], name: str) -> tuple[str, os.stat_result] | None:
-    """The topmost lower entry NAME among LOWERS: (its path, its lstat); None when no layer
-    has it or a whiteout hides it."""
-    for layer_dir in lowers:
-        path = layer_dir + name
+def _listing(path: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(path))
+    except OSError:
+        return frozenset()
+
+
+def _lower_dir(path: str, layer: str) -> _Lower:
+    """PATH without its trailing slash ("" for /)."""
+    return _Lower(path + "/", _listing(path or "/"), layer)
+
+
+def _lower_entry(lowers: tuple[_Lower, ...], name: str
+                 ) -> tuple[str, os.stat_result, str] | None:
+    """The topmost lower entry NAME: (its path, its lstat, its layer); None when no layer has
+    it or a whiteout hides it."""
+    for lower in lowers:
+        if name not in lower.names:
+            continue
+        path = lower.dir + name
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
         if is_whiteout_device(st):
             return None
-        if stat.S_ISREG(st.st_mode) and st.st_size == 0 and len(lowers) > 1 \
+        if st.st_size == 0 and len(lowers) > 1 and stat.S_ISREG(st.st_mode) \
                 and is_xattr_whiteout(path):
             return None
-        return path, st
+        return path, st, lower.layer
     return None
 
 
-def _child_lowers(lowers: tuple[str, ...], name: str) -> tuple[str, ...]:
+def _child_lowers(lowers: tuple[_Lower, ...], name: str) -> tuple[_Lower, ...]:
     """The lower directories that merge under the directory NAME, top first."""
     found = []
-    for i, layer_dir in enumerate(lowers):
-        path = layer_dir + name
+    for i, lower in enumerate(lowers):
+        if name not in lower.names:
+            continue
+        path = lower.dir + name
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
         if not stat.S_ISDIR(st.st_mode):
             break  # a file or a whiteout hides the layers below
-        found.append(path + "/")
+        found.append(_lower_dir(path, lower.layer))
         if i < len(lowers) - 1 and _is_opaque_path(path):
             break
     return tuple(found)
-
-
-def _layer_of(lower_path: str, roots: tuple[tuple[str, str], ...]) -> str | None:
-    for prefix, root in roots:
-        if lower_path.startswith(prefix):
-            return root
-    return None
 
 
 def walk(layers: Layers, paths: Iterable[str] = (), *,
          shadowed_only: bool = False) -> Iterator[Entry]:
     """The entries of UPPER (under PATHS, when given), depth first in name order."""
     wanted = _Filter(paths)
-    lower_dirs = tuple(lower.rstrip("/") + "/" for lower in layers.lower)
-    roots = tuple(sorted(((d, d.rstrip("/") or "/") for d in lower_dirs),
-                         key=lambda pair: -len(pair[0])))
+    every = wanted.all
+    top = tuple(_lower_dir(lower.rstrip("/"), str(lower)) for lower in layers.lower)
     root_fd = os.open(layers.upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    stack = [_Frame("", root_fd, lower_dirs, _names(root_fd))]
+    stack = [_Frame("", root_fd, top, _entries(root_fd), _birth_fd(root_fd))]
     try:
         while stack:
             frame = stack[-1]
-            if frame.index >= len(frame.names):
+            if frame.index >= len(frame.entries):
                 os.close(frame.fd)
                 stack.pop()
                 continue
-            name = frame.names[frame.index]
+            dir_entry = frame.entries[frame.index]
             frame.index += 1
-            rel = frame.prefix + name
-            if not wanted.enters(rel):
+            rel = frame.prefix + dir_entry.name
+            if every:
+                entry, child = _visit(frame, dir_entry, rel)
+            elif wanted.enters(rel):
+                entry, child = _visit(frame, dir_entry, rel)
+                if entry is not None and not wanted.wants(rel):
+                    entry = None
+            else:
                 continue
-            entry, child = _visit(frame, name, rel, roots)
-            if entry is not None and wanted.wants(rel) and (entry.shadowed or not shadowed_only):
+            if entry is not None and (entry.shadowed or not shadowed_only):
                 yield entry
             if child is not None:
                 stack.append(child)
@@ -303,45 +331,61 @@ def walk(layers: Layers, paths: Iterable[str] = (), *,
             os.close(frame.fd)
 
 
-def _names(fd: int) -> list[str]:
+def _birth_fd(fd: int) -> int:
+    return birth_ns(fd, "", _AT_EMPTY_PATH) or 0
+
+
+def _by_name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
+def _entries(fd: int) -> list[os.DirEntry]:
     with os.scandir(fd) as it:
-        return sorted(e.name for e in it)
+        return sorted(it, key=_by_name)
 
 
-def _visit(frame: _Frame, name: str, rel: str, roots: tuple[tuple[str, str], ...]
+def _visit(frame: _Frame, dir_entry: os.DirEntry, rel: str
            ) -> tuple[Entry | None, _Frame | None]:
-    """The entry for NAME in FRAME's directory, and the frame to walk it when a directory."""
+    """The entry for DIR_ENTRY in FRAME's directory, and the frame to walk it when a
+    directory."""
+    name = dir_entry.name
     try:
-        st = os.stat(name, dir_fd=frame.fd, follow_symlinks=False)
+        st = dir_entry.stat(follow_symlinks=False)  # fstatat on the directory's descriptor
     except FileNotFoundError:
         return None, None  # gone since the listing (a running subhost)
     mode = st.st_mode
-    lower = _lower_entry(frame.lowers, name)
-    lower_root = _layer_of(lower[0], roots) if lower else None
+    lower = _lower_entry(frame.lowers, name) if frame.lowers else None
     path = "/" + rel
-    if is_whiteout_device(st) or (stat.S_ISREG(mode) and st.st_size == 0
-                                  and _has_xattr(_xattrs_at(frame.fd, name), WHITEOUT_XATTRS)):
+    if stat.S_ISDIR(mode):
+        return _visit_dir(frame, name, rel, st, lower)
+    if (stat.S_ISCHR(mode) and st.st_rdev == 0) or (
+            st.st_size == 0 and stat.S_ISREG(mode)
+            and _has_xattr(_xattrs_at(frame.fd, name), WHITEOUT_XATTRS)):
         if lower is None:
             return Entry(path, "deleted", "other", 0, False), None
-        shadowed = lower[1].st_ctime_ns > (birth_ns(frame.fd, name) or st.st_ctime_ns)
-        return Entry(path, "deleted", type_of(lower[1].st_mode), 0, shadowed, lower_root), None
+        lower_st = lower[1]
+        shadowed = lower_st.st_ctime_ns > st.st_ctime_ns or \
+            lower_st.st_ctime_ns > (birth_ns(frame.fd, name) or st.st_ctime_ns)
+        return Entry(path, "deleted", type_of(lower_st.st_mode), 0, shadowed, lower[2]), None
     kind_type = type_of(mode)
-    if stat.S_ISDIR(mode):
-        return _visit_dir(frame, name, rel, st, lower, lower_root)
-    size = st.st_size if kind_type in ("file", "symlink") else 0
+    size = st.st_size if kind_type != "other" else 0
     if lower is None:
         return Entry(path, "added", kind_type, size, False), None
     lower_st = lower[1]
+    if lower_st.st_ctime_ns > st.st_ctime_ns:  # later than any birth: no statx needed
+        return Entry(path, "modified", kind_type, size, True, lower[2]), None
+    # born no earlier than its directory: no statx needed when the lower entry is older
+    born = frame.born if lower_st.st_ctime_ns <= frame.born else birth_ns(frame.fd, name)
     upper_link = lower_link = None
     if stat.S_ISLNK(mode) and stat.S_ISLNK(lower_st.st_mode) and _unwritten_copy(st):
         upper_link = _readlink(frame.fd, name)
         lower_link = _readlink(None, lower[0])
-    shadowed = is_shadowed(st, birth_ns(frame.fd, name), lower_st, upper_link, lower_link)
-    return Entry(path, "modified", kind_type, size, shadowed, lower_root), None
+    shadowed = is_shadowed(st, born, lower_st, upper_link, lower_link)
+    return Entry(path, "modified", kind_type, size, shadowed, lower[2]), None
 
 
 def _visit_dir(frame: _Frame, name: str, rel: str, st: os.stat_result,
-               lower: tuple[str, os.stat_result] | None, lower_root: str | None
+               lower: tuple[str, os.stat_result, str] | None
                ) -> tuple[Entry | None, _Frame | None]:
     path = "/" + rel
     try:
@@ -350,8 +394,8 @@ def _visit_dir(frame: _Frame, name: str, rel: str, st: os.stat_result,
         return None, None  # replaced since the stat (a running subhost): not walked
     try:
         opaque = is_opaque_fd(fd)
-        child_lowers = () if opaque else _child_lowers(frame.lowers, name)
-        child = _Frame(rel + "/", fd, child_lowers, _names(fd))
+        child_lowers = () if opaque or lower is None else _child_lowers(frame.lowers, name)
+        child = _Frame(rel + "/", fd, child_lowers, _entries(fd), _birth_fd(fd))
     except BaseException:
         os.close(fd)
         raise
@@ -360,9 +404,9 @@ def _visit_dir(frame: _Frame, name: str, rel: str, st: os.stat_result,
     lower_st = lower[1]
     if opaque:
         shadowed = lower_st.st_ctime_ns > (birth_ns(frame.fd, name) or st.st_ctime_ns)
-        return Entry(path, "opaque", "dir", 0, shadowed, lower_root), child
+        return Entry(path, "opaque", "dir", 0, shadowed, lower[2]), child
     if not stat.S_ISDIR(lower_st.st_mode) or _owner_mode(st) != _owner_mode(lower_st):
-        return Entry(path, "modified", "dir", 0, False, lower_root), child
+        return Entry(path, "modified", "dir", 0, False, lower[2]), child
     return None, child
 
 

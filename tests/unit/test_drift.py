@@ -3,6 +3,7 @@ the apt hook's installation."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -162,3 +163,13 @@ def test_the_apt_hook_is_installed_with_the_package_layout(tmp_path: Path, prefi
                         f"PREFIX={prefix}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not path.exists()
+
+
+def test_json_lines_are_json_of_the_entry() -> None:
+    from overlay_boot.cli.diff import json_line
+
+    for entry in (drift.Entry("/etc/a\nb\"ü", "modified", "file", 12, True, "/"),
+                  drift.Entry("/bad-\udcff", "added", "other", 0, False)):
+        line = json_line(entry)
+        assert line.isascii() and "\n" not in line
+        assert json.loads(line) == entry.as_dict()
