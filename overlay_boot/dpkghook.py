@@ -98,6 +98,8 @@ def post(deadline: float) -> list[Finding]:
             _journal(f"subhost {record.name}: not checked after the package change: {exc}",
                      priority=4)
             continue
+        if "/" not in layers.lower:
+            continue  # the host's packages are not below it
         for package, files in sorted(packages.items()):
             hit = shadowed_files(layers.upper, files, deadline)
             if hit:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these paths (inside the subhost) and what is below them")
     args = parser.parse_intermixed_args(argv)
     if args.dpkg_hook:
+        if args.target or args.json or args.shadowed or args.packages:
+            parser.error("--dpkg-hook takes no other arguments")
         from .. import dpkghook
 
         return dpkghook.main(args.dpkg_hook)

@@ -312,7 +312,8 @@ def test_bad_arguments_and_configs(ov: Overlay, tmp_path: Path) -> None:
     for args in (("reset", str(ov.conf)), ("reset", str(ov.conf), "--shadowed", "/etc"),
                  ("reset", str(ov.conf), "etc/x"), ("reset", str(ov.conf), "/"),
                  ("diff", str(ov.conf), "relative"), ("diff", "--no-such-option"),
-                 ("diff",), ("reset", "--backup", "f", "--no-backup", str(ov.conf), "/x")):
+                 ("diff",), ("reset", "--backup", "f", "--no-backup", str(ov.conf), "/x"),
+                 ("diff", "--dpkg-hook", "post", str(ov.conf))):
         r = run_command(*args)
         assert r.returncode == 64, (args, r.stderr)
         assert r.stderr.strip(), args
