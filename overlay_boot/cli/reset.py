@@ -115,13 +115,23 @@ def _reset(args: argparse.Namespace, name: str, layers, upper_fd: int) -> int:
         for t in targets:
             print(f"would remove /{printable(t.rel)} ({t.entries} upper entries)")
         return 0
+    backup = None
     if not args.no_backup:
         backup = args.backup or default_backup(name)
-        write_backup(upper_fd, [t.rel for t in targets], backup)
+        try:
+            write_backup(upper_fd, [t.rel for t in targets], backup)
+        except OSError as exc:
+            raise SubhostError(f"cannot write the backup {backup}: {exc}; nothing was "
+                               "removed") from None
         print(f"backup: {backup} (restore: tar --xattrs --xattrs-include='*' -xpf {backup} "
               f"-C {layers.upper})")
     for t in targets:
-        remove(upper_fd, t.rel)
+        try:
+            remove(upper_fd, t.rel)
+        except OSError as exc:
+            kept = f"; the backup {backup} has it all" if backup else ""
+            raise SubhostError(f"cannot remove /{printable(t.rel)} from UPPER: {exc}{kept}"
+                               ) from None
         print(f"removed /{printable(t.rel)} ({t.entries} upper entries)")
     return 0
 

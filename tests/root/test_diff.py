@@ -308,6 +308,32 @@ def test_packages(ov: Overlay) -> None:
                     "libbar:amd64  version: host 2.0, subhost 2.1"]
 
 
+def test_planted_dpkg_status_symlink_is_not_read(ov: Overlay, tmp_path: Path) -> None:
+    ov.lower("var/lib/dpkg/info/foo.list", "/etc/foo\n")
+    ov.lower("var/lib/dpkg/status", "Package: foo\nStatus: install ok installed\nVersion: 1\n")
+    outside = tmp_path / "elsewhere"
+    outside.write_text("Package: foo\nStatus: install ok installed\nVersion: 666\n")
+    (ov.upper / "var/lib/dpkg").mkdir(parents=True)
+    (ov.upper / "var/lib/dpkg/status").symlink_to(outside)
+    r = run_command("diff", "--packages", "--json", str(ov.conf))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # not followed: no version from the file it points to
+
+
+def test_a_removal_that_fails_says_so(ov: Overlay, tmp_path: Path) -> None:
+    ov.lower("etc/a", "a\n")
+    ov.inside("echo mine > etc/a")
+    backup = tmp_path / "backup.tar"
+    subprocess.run(["chattr", "+i", str(ov.upper / "etc/a")], check=True)
+    try:
+        r = run_command("reset", "--backup", str(backup), str(ov.conf), "/etc/a")
+    finally:
+        subprocess.run(["chattr", "-i", str(ov.upper / "etc/a")], check=True)
+    assert r.returncode == 1
+    assert "cannot remove /etc/a from UPPER" in r.stderr and str(backup) in r.stderr
+    assert (ov.upper / "etc/a").read_text() == "mine\n"
+
+
 def test_bad_arguments_and_configs(ov: Overlay, tmp_path: Path) -> None:
     for args in (("reset", str(ov.conf)), ("reset", str(ov.conf), "--shadowed", "/etc"),
                  ("reset", str(ov.conf), "etc/x"), ("reset", str(ov.conf), "/"),
