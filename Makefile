@@ -27,6 +27,14 @@ DBUSPOLICYDIR ?= /etc/dbus-1/system.d
 DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 endif
 CONFDIR ?= /etc/overlay-boot
+# The apt hook (overlay-diff --dpkg-hook) goes with the Debian package's layout only: apt runs it
+# as root after every dpkg run, so a /usr/local install does not add it unless APT_HOOK=yes.
+APTCONFDIR ?= /etc/apt/apt.conf.d
+ifeq ($(PREFIX),/usr)
+APT_HOOK ?= yes
+else
+APT_HOOK ?= no
+endif
 SUBHOSTS_CONF ?= /etc/subhosts.conf
 # Compile the installed package to bytecode (the Debian package leaves that to dh_python3).
 COMPILE ?= yes
@@ -34,7 +42,7 @@ DEBDIR ?= build/deb
 
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
-COMMANDS := boot stop go diskfile share
+COMMANDS := boot stop go diskfile share diff reset
 
 .PHONY: all setup lint check test-unit test-root test-system soak install uninstall deb demo bench clean
 
@@ -70,7 +78,8 @@ soak: setup
 # one is the admin's and kept, and uninstall removes it only when unmodified), the bash
 # completions (completions/bash/<command>, one file or symlink per command name) and the
 # D-Bus policy (dbus/*.conf) when those exist; the D-Bus control plane's unit and activation file;
-# the cable service's socket and unit (overlay-boot-net, socket-activated).
+# the cable service's socket and unit (overlay-boot-net, socket-activated); with PREFIX=/usr
+# (or APT_HOOK=yes) the apt hook that reports shadowed files after host upgrades.
 install:
 	install -d $(DESTDIR)$(PYDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR)
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
@@ -113,6 +122,11 @@ install:
 	install -d $(DESTDIR)$(DBUSSERVICEDIR)
 	sed -e 's|@PYTHON@|$(PYTHON)|g' dbus/org.overlayboot.OverlayBoot1.service.in \
 	  > $(DESTDIR)$(DBUSSERVICEDIR)/org.overlayboot.OverlayBoot1.service
+	if [ "$(APT_HOOK)" = yes ]; then \
+	  install -d $(DESTDIR)$(APTCONFDIR) && \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' etc/apt/50overlay-boot.in \
+	    > $(DESTDIR)$(APTCONFDIR)/50overlay-boot || exit 1; \
+	fi
 
 uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
@@ -128,6 +142,7 @@ uninstall:
 	fi
 	for f in dbus/*.conf; do [ ! -e "$$f" ] || rm -f $(DESTDIR)$(DBUSPOLICYDIR)/$${f##*/}; done
 	rm -f $(DESTDIR)$(CONFDIR)/example.conf.sample
+	rm -f $(DESTDIR)$(APTCONFDIR)/50overlay-boot
 	! cmp -s etc/subhosts.conf $(DESTDIR)$(SUBHOSTS_CONF) || rm -f $(DESTDIR)$(SUBHOSTS_CONF)
 	-rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null
 

@@ -42,6 +42,9 @@ stop time runs until that check passed):
   numbers stand in both the systemctl and the command-line rows. It leaves a cgroup per subhost
   behind (not counted). overlay-go: `echo true | /usr/sbin/overlay-go NAME` (nsenter + bash).
 * overlay-go: `overlay-go NAME -- true` on a running subhost, whole command.
+* overlay-diff: `overlay-diff --json CONF` of a stopped subhost whose UPPER holds 100,000
+  entries (100 directories of 999 files: half copy a lower file, a tenth are whiteouts) over a
+  LOWER made before it, whole command, output read to the end.
 * generator: the installed generator as systemd runs it (a new process) on N configs in a
   directory (OVERLAY_BOOT_CONFIG_DIR), writing N drop-ins.
 * PSS: sum of /proc/PID/smaps_rollup Pss over all processes of a subhost (its unit's cgroup;

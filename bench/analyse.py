@@ -18,6 +18,7 @@ BUDGET_CONFINEMENT_MS = 5  # SPEC §7: what the security model may add to a star
 BUDGET_GENERATOR_500_MS = 300
 BUDGET_PSS_MB = 12
 BUDGET_CONCURRENT_50_S = 10
+BUDGET_DIFF_S = 2  # overlay-diff of 100,000 upper entries (issue "What a subhost changed")
 
 
 Data = Mapping[str, Mapping[str, Mapping]]
@@ -67,6 +68,8 @@ def rows(data: Data, concurrency: tuple[int, ...], generator_counts: tuple[int, 
         Row("overlay-go NAME -- true", "ms", _sum(data, "go", "ours", "go"),
             {"1.6.4": _sum(data, "go", "old", "go")}, BUDGET_GO_MS),
     ]
+    out.append(Row("overlay-diff --json, 100,000 upper entries", "s",
+                   _sum(data, "diff", "ours", "diff"), budget=BUDGET_DIFF_S))
     for n in generator_counts:
         out.append(Row(f"generator, {n} config{'s' if n > 1 else ''}", "ms",
                        summarize(data.get("generator", {}).get("ours", {}).get(str(n), [])),

@@ -418,6 +418,55 @@ def cmd_generator(directory: str, counts: list[int], reps: int) -> dict:
     return out
 
 
+def make_diff_layers(directory: str, entries: int) -> tuple[str, int]:
+    """A config whose UPPER holds ENTRIES entries over a LOWER made before it (as the host's
+    files are older than a subhost's): per directory of 1000, half the files copy a lower one,
+    a tenth are whiteouts, the rest new. Returns the config and how many entries overlay-diff
+    must report (the merged directories are not entries of their own)."""
+    base = Path(directory)
+    dirs, per_dir = max(1, entries // 1000), 999
+    for d in range(dirs):
+        lower = base / "lower" / f"d{d:03d}"
+        lower.mkdir(parents=True, exist_ok=True)
+        for f in range(0, per_dir, 2):
+            (lower / f"f{f:04d}").write_text("lower\n")
+    for d in range(dirs):
+        upper = base / "upper" / f"d{d:03d}"
+        upper.mkdir(parents=True, exist_ok=True)
+        for f in range(per_dir):
+            if f % 10 == 9:
+                os.mknod(upper / f"f{f:04d}", 0o020000 | 0o600, 0)
+            else:
+                (upper / f"f{f:04d}").write_text("upper\n")
+    for sub in ("work", "live"):
+        (base / sub).mkdir(exist_ok=True)
+    conf = base / "diff.conf"
+    conf.write_text("BASE=.\nLOWER=lower\nUPPER=upper\nWORK=work\nLIVE=live\nSTART=none\n")
+    conf.chmod(0o644)
+    base.chmod(0o755)
+    return str(conf), dirs * per_dir
+
+
+def cmd_diff(directory: str, entries: int, reps: int) -> dict:
+    """`overlay-diff --json CONF` of a stopped subhost whose UPPER holds ENTRIES entries, the
+    whole command, its output read to the end (the first run, unmeasured, also checks it)."""
+    conf, expected = make_diff_layers(directory, entries)
+    out: dict = {"diff": [], "entries": entries}
+    for i in range(reps + 1):
+        t0 = now()
+        r = subprocess.run([f"{SBIN}/overlay-diff", "--json", conf], capture_output=True)
+        t1 = now()
+        if r.returncode != 0:
+            raise RuntimeError(f"overlay-diff exited {r.returncode}: {r.stderr.decode()}")
+        if i == 0:
+            reported = r.stdout.count(b"\n")
+            if reported != expected:
+                raise RuntimeError(f"overlay-diff reported {reported} entries, not {expected}")
+        else:
+            out["diff"].append(t1 - t0)
+    return out
+
+
 def cmd_memory(kind: str, names: list[str], bases: list[str]) -> dict:
     """Start all, then PSS of each subhost's long-running processes, then stop all."""
     ks = [KINDS[kind](n, b) for n, b in zip(names, bases, strict=True)]

@@ -24,6 +24,7 @@ OLD_DEB_DIR = Path("/var/cache/overlay-boot-tests")
 CONF = "BASE=.\nSTART=none\nCABLES= =\n"  # START=none, one cable (its host end brought up)
 CONCURRENCY = (1, 10, 25, 50)
 MEMORY_RUNNING = 20
+DIFF_ENTRIES = 100_000
 OUT_CONSOLE = Path(__file__).resolve().parent / "out" / "box-console.log"
 
 
@@ -187,6 +188,8 @@ class Bench:
                            *((("old", self.name("od", 0)),) if self.have_old else ())):
             self.suite("go", kind, lambda k=kind, n=name: self.harness_run(
                 "go", kind=k, name=n, base=self.base(n), reps=o.reps))
+        self.suite("diff", "ours", lambda: self.harness_run(
+            "diff", directory=str(self.scratch / "diff"), entries=DIFF_ENTRIES, reps=o.reps))
         self.suite("generator", "ours", lambda: self.harness_run(
             "generator", directory=str(self.scratch / "generator"),
             counts=list(o.generator_counts), reps=o.reps))

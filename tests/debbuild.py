@@ -34,4 +34,5 @@ def package_commands() -> list[str]:
     commands = ["overlay-boot", "overlay-stop", "overlay-go", "overlay-diskfile"]
     if (REPO / "overlay_boot/cli/share.py").exists():  # overlay-share is coming
         commands.append("overlay-share")
+    commands += ["overlay-diff", "overlay-reset"]
     return commands

@@ -21,7 +21,7 @@ Objects (docs: README, "D-Bus interface"):
 * ``/org/overlayboot/OverlayBoot1/subhost/<escaped NAME>`` —
   ``org.overlayboot.OverlayBoot1.Subhost``: Name, State, Leader, RootDirectory, ConfigPath,
   Interfaces, Services, StartTime; Stop(), Share(ss), Unshare(s), OpenShell(asa{ss}) -> hu,
-  Run(asa{ss}hhh) -> i.
+  Run(asa{ss}hhh) -> i, Diff(b) -> a(sssbt).
 """
 
 # No `from __future__ import annotations`: dbus-next reads the D-Bus signatures from the
@@ -152,6 +152,10 @@ class Subhost(ServiceInterface):
             stderr: 'h') -> 'i':
         _not_implemented()
 
+    @method()
+    def Diff(self, shadowed_only: 'b') -> 'a(sssbt)':
+        _not_implemented()
+
 
 Reply = tuple[str, list[Any], list[int]]  # signature, body, fds to pass (closed once sent)
 Handler = Callable[..., Awaitable[Reply]]
@@ -182,6 +186,7 @@ class Service:
             (SUBHOST_IFACE, "Unshare"): ("s", self.unshare),
             (SUBHOST_IFACE, "OpenShell"): ("asa{ss}", self.open_shell),
             (SUBHOST_IFACE, "Run"): ("asa{ss}hhh", self.run),
+            (SUBHOST_IFACE, "Diff"): ("b", self.diff),
         }
 
     # -- what runs -----------------------------------------------------------------------
@@ -401,6 +406,25 @@ class Service:
         except SubhostError as exc:
             raise Failed(str(exc)) from None
         return "i", [status], []
+
+    async def diff(self, target: Subhost, shadowed_only: bool) -> Reply:
+        """What the subhost's UPPER changes (overlay-diff): (path, kind, type, shadowed,
+        size) per entry, read in a worker thread."""
+        from .. import drift
+        from ..config import load_config
+        from ..errors import ConfigError, SubhostError, printable
+
+        def entries() -> list[list[Any]]:
+            layers = drift.layers_of(load_config(target.record.config, evaluate=False))
+            # D-Bus strings are UTF-8: a file name that is not comes escaped, as printed
+            return [[printable(e.path), e.kind, e.type, e.shadowed, e.size]
+                    for e in drift.walk(layers, shadowed_only=shadowed_only)]
+
+        try:
+            body = await asyncio.to_thread(entries)
+        except (ConfigError, SubhostError, OSError) as exc:
+            raise Failed(str(exc)) from None
+        return "a(sssbt)", [body], []
 
     # -- life ---------------------------------------------------------------------------------
 

@@ -102,5 +102,9 @@ def test_rows_from_raw_data() -> None:
     assert rows["50 stopped at once → cleaned"].passed is False  # a leftover
     assert rows["leftovers after every stop (ours)"].passed is False
     assert rows["generator, 500 configs"].passed is False  # not measured
+    assert rows["overlay-diff --json, 100,000 upper entries"].passed is False  # not measured
+    data["diff"] = {"ours": {"diff": [1.2] * 10}}
+    rows = {r.measure: r for r in analyse.rows(data, (50,), (500,), 20)}
+    assert rows["overlay-diff --json, 100,000 upper entries"].passed
     series = analyse.concurrency_series(data, (1, 50))
     assert list(series) == ["overlay-boot (ours)"] and list(series["overlay-boot (ours)"]) == [50]

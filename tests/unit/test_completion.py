@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "completions" / "bash" / "overlay-boot"
-COMMANDS = ("overlay-boot", "overlay-stop", "overlay-go", "overlay-share", "overlay-diskfile")
+COMMANDS = ("overlay-boot", "overlay-stop", "overlay-go", "overlay-share", "overlay-diskfile",
+            "overlay-diff", "overlay-reset")
 
 
 @pytest.fixture
@@ -97,3 +98,14 @@ def test_names_are_offered_literally_never_expanded(dirs: dict[str, str]) -> Non
     assert sorted(offered) == sorted(["alpha", "beta", *strange])
     assert complete(dirs, "overlay-go", "$(") == ["$(touch expanded)"]
     assert not marker.exists()
+
+
+def test_diff_and_reset_offer_subhosts_options_and_paths(dirs: dict[str, str]) -> None:
+    for command in ("overlay-diff", "overlay-reset"):
+        assert complete(dirs, command, "") == ["alpha", "beta", "db", "web"]
+        assert complete(dirs, command, "alpha", "host") == ["hostdir"]
+    assert complete(dirs, "overlay-diff", "--s") == ["--shadowed"]
+    assert complete(dirs, "overlay-diff", "--dpkg-hook", "p") == ["pre", "post"]
+    assert complete(dirs, "overlay-reset", "--d") == ["--dry-run"]
+    assert complete(dirs, "overlay-reset", "--backup", "host") == ["hostdir"]
+    assert complete(dirs, "overlay-reset", "--backup", "x.tar", "be") == ["beta"]

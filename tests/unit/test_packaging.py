@@ -108,7 +108,8 @@ def test_installed_layout(built: tuple[Path, Path]) -> None:
 def test_conffiles_and_etc(built: tuple[Path, Path]) -> None:
     _, tree = built
     assert (tree / "DEBIAN/conffiles").read_text().split() == [
-        "/etc/init.d/overlay-boot", "/etc/overlay-boot/example.conf.sample",
+        "/etc/apt/apt.conf.d/50overlay-boot", "/etc/init.d/overlay-boot",
+        "/etc/overlay-boot/example.conf.sample",
         "/etc/subhosts.conf"]
     # The same bytes as 1.6.4's conffile: an admin's edited boot list is kept without a prompt.
     subhosts = (tree / "etc/subhosts.conf").read_bytes()
