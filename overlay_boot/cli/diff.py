@@ -92,13 +92,13 @@ def subhost_paths(paths: list[str]) -> list[str]:
     return paths
 
 
-def locate(target: str) -> tuple[str, Config, bool]:
+def locate(target: str, prog: str = "overlay-diff") -> tuple[str, Config, bool]:
     """(name, config read without running `!` commands, running?) of NAME or CONF."""
     from .. import state
     from ..config import load_config
     from ..discovery import find_instance
 
-    name, path = resolve_target(target)
+    name, path = resolve_target(target, prog)
     running = state.is_locked(name)
     if path is None:
         record = state.read(name) if running else None

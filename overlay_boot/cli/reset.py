@@ -65,7 +65,7 @@ def _main(args: argparse.Namespace) -> int:
     paths = subhost_paths(args.paths)
     if any(drift.normalize(p) == "" for p in paths):
         raise UsageError("resetting / would empty UPPER: give the paths below it")
-    name, config, _ = locate(args.target)
+    name, config, _ = locate(args.target, "overlay-reset")
     layers = drift.layers_of(config)
     lock_existed = state.lock_path(name).exists()
     try:
