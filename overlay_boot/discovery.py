@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import naming
-from overlay_boot.config import MAX_SIZE, read_value
+from overlay_boot.config import MAX_SIZE, base_dir, read_value
 from overlay_boot.errors import ConfigError, Problem
 
 CONFIG_DIR = "/etc/overlay-boot"
@@ -88,11 +88,14 @@ def _report(problems: list[Problem] | None, problem: Problem) -> None:
 
 
 def _identity(path: Path) -> object:
+    """One config is one file read from one directory: two symlinks to one template in two
+    subhost directories are two subhosts (a relative BASE starts from each link's directory),
+    a link in /etc/overlay-boot and its target are one (the link is followed)."""
     try:
         st = path.stat()
     except OSError:
         return os.path.realpath(path)
-    return (st.st_dev, st.st_ino)
+    return (st.st_dev, st.st_ino, os.path.realpath(base_dir(path)))
 
 
 def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None,
