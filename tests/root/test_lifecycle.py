@@ -167,13 +167,18 @@ def test_isolation(subhost, scratch: Path) -> None:
 
 
 def test_symlinked_config_with_relative_base(subhost, scratch: Path) -> None:
+    """c1: a config linked from another directory takes a relative BASE from the link's own
+    directory, as 1.6.4 did (a template linked from several subhost directories)."""
     conf = subhost.config("BASE=.\nSTART=none\n")
-    links = scratch / "etc-overlay-boot"
-    links.mkdir()
-    link = links / f"{subhost.name}.conf"
+    other = scratch / "other-base"
+    for d in ("live", "root", "work"):
+        (other / d).mkdir(parents=True)
+    link = other / f"{subhost.name}.conf"
     link.symlink_to(conf)
     subhost.start(link)
     assert subhost.go("hostname").stdout.strip() == subhost.name
+    record = json.loads(Path(f"/run/overlay-boot/{subhost.name}.json").read_text())
+    assert record["root"] == str(other / "live")
     assert subhost.stop(str(link)).returncode == 0
 
 
