@@ -192,6 +192,16 @@ def test_bang_values_evaluated(subhost, scratch: Path) -> None:
     assert subhost.stop(subhost.name).returncode == 0
 
 
+def test_ram_size_as_tmpfs_takes_it(subhost) -> None:
+    """c11: RAM_SIZE is what tmpfs's size= takes (hex here) with mount options riding along,
+    as 1.6.4 passed it on; quotes around it are taken off (c3)."""
+    conf = subhost.config("BASE=.\nSTART=none\nRAM_SIZE='0x800000,nr_inodes=1k'\n")
+    subhost.start(conf)
+    line = subhost.go("sh", "-c", "grep ' /run ' /proc/mounts").stdout
+    assert "size=8192k" in line and "nr_inodes=1024" in line, line
+    assert subhost.stop(subhost.name).returncode == 0
+
+
 def test_crash_then_restart(subhost) -> None:
     conf = subhost.config("BASE=.\nSTART=none\nCABLES= =\n")
     subhost.start(conf)
