@@ -10,10 +10,16 @@ Semantics kept from overlay-boot 1.6.4:
 * ``VAR=value`` with VAR in column 1; the value is stripped; other lines are ignored.
 * The first assignment of a variable counts (even an empty one, which means "the default");
   ``SHARE`` may repeat (1.6.4 also accepted blanks before its ``=``: ``SHARE = /srv``).
-* ``!cmd`` runs ``cmd`` with ``CONFIG`` set; its first output line is the value. ``SHARE``
-  never runs commands.
-* A relative ``BASE`` is taken from the directory of the config file after symlinks to the file
-  are resolved; other relative paths are relative to ``BASE``.
+* A value is read as 1.6.4's ``read`` and ``eval`` left it where the meaning is plain: ``\\ ``
+  is a blank, one pair of surrounding quotes (``'x'`` or ``"x"``) is removed, bytes that are
+  not UTF-8 are carried through (surrogateescape: paths reach the kernel as the same bytes).
+* ``!cmd`` runs ``cmd`` with ``CONFIG`` set (and ``ACTION=overlay-boot``); its first output
+  line is the value. ``SHARE`` never runs commands.
+* A relative ``BASE`` is taken from the directory of the config path as given (1.6.4's
+  ``cd $(dirname $CONFIG)``), except for a config linked into a config directory
+  (/etc/overlay-boot), whose link is followed; other relative paths are relative to ``BASE``.
+* ``..`` in a path is left to the kernel (resolved after the symlink before it), never
+  removed lexically; BASE alone is made canonical (realpath, as 1.6.4 did).
 
 Every problem found is collected; one `ConfigError` carries them all.
 """
@@ -56,7 +62,13 @@ DEFAULT_RAM_SIZE = "50M"
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 _SHARE_ASSIGN = re.compile(r"SHARE[ \t]*=(.*)")
 _BLANKS = " \t\r\f\v"
-_RAM_SIZE = re.compile(r"[0-9]+[kKmMgG%]?")
+# The kernel's memparse(): decimal, 0x hex or 0 octal, an optional K M G T P E suffix (either
+# case); tmpfs also takes a percentage of RAM. Mount options may ride along after a comma.
+_RAM_SIZE = re.compile(r"(?:0[xX][0-9A-Fa-f]+|[0-9]+)[kKmMgGtTpPeE]?|[0-9]+%")
+# What tmpfs takes besides size= (Documentation/filesystems/tmpfs.rst), 1.6.4 passed them on.
+_TMPFS_OPTIONS = frozenset(("nr_inodes", "nr_blocks", "mode", "uid", "gid", "huge", "mpol",
+                            "inode32", "inode64", "noswap", "noatime"))
+_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?")
 _SERVICE = re.compile(r"[A-Za-z0-9_.@+-]+")
 _MAC_OCTET = re.compile(r"[0-9A-Fa-f]{1,2}")
 _VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
@@ -161,8 +173,48 @@ class Config:
 
 @dataclass(frozen=True)
 class _Assignment:
-    value: str
+    value: str  # a command keeps its text ("!cmd"); a literal value is read (`read_value`)
     line: int
+    command: bool = False
+
+
+def unquote(text: str) -> str:
+    """TEXT without one pair of quotes around it all ('x' or "x", no such quote inside), as
+    1.6.4's eval (or the subhost's shell, for START words) took them off. ``"a" "b"`` is
+    two quoted words, not one: it stays (START takes the quotes off each word)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" \
+            and text[0] not in text[1:-1]:
+        return text[1:-1]
+    return text
+
+
+def read_value(text: str) -> str:
+    """A literal value as 1.6.4 read it where the meaning is plain: ``\\`` before a blank
+    (``my\\ dir``, 1.6.4's ``read`` without -r) is taken off, then one pair of surrounding
+    quotes. Other backslashes stay (1.6.4 ate them all)."""
+    return unquote(text.replace("\\ ", " ").replace("\\\t", "\t"))
+
+
+def absolute(path: str | Path) -> Path:
+    """PATH made absolute against the working directory, ``..`` left in place: the kernel
+    resolves it after the symlink before it, as 1.6.4's paths were (os.path.abspath would
+    remove it lexically and may name another file)."""
+    text = os.fspath(path)
+    return Path(text if text.startswith("/") else os.path.join(os.getcwd(), text))
+
+
+def base_dir(path: Path, real_path: str | None = None) -> str:
+    """The directory a relative BASE starts from: the config path's own directory as given
+    (1.6.4: ``cd $(dirname $CONFIG)``), so symlinks to one template config in several subhost
+    directories give each its BASE; for a config linked into a config directory
+    (/etc/overlay-boot, a place 1.6.4 never read) the link is followed."""
+    from overlay_boot import discovery  # lazily: discovery imports this module
+
+    if os.path.islink(path) and any(
+            os.path.realpath(path.parent) == os.path.realpath(d)
+            for d in discovery.config_dirs()):
+        return os.path.dirname(real_path or os.path.realpath(path))
+    return str(path.parent)
 
 
 MAX_SIZE = 1 << 20
@@ -196,13 +248,13 @@ def read_config_fd(fd: int, where: str) -> str:
     if len(data) > MAX_SIZE:
         raise ConfigError(Problem(where, f"too large for a config (over {MAX_SIZE} bytes)"))
     if b"\0" in data:
-        raise ConfigError(Problem(where, "binary file (contains NUL bytes), not a config"))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            Problem(where, f"binary file (invalid UTF-8 at byte {e.start}), not a config")
-        ) from None
+        line = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise ConfigError(Problem(
+            where, "binary file (contains a NUL byte), not a config: no value can carry one "
+                   "to the kernel; remove it", line=line))
+    # Bytes that are not UTF-8 (a Latin-1 comment, a path in another encoding) are carried
+    # through as they are, as 1.6.4's sed and read did: paths reach the kernel as bytes.
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignment], list[str]]:
@@ -213,13 +265,16 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
         m = _SHARE_ASSIGN.match(line)
-        if m:
-            shares.append(_Assignment(m.group(1).strip(_BLANKS), number))
+        if m:  # SHARE never runs a command: its value is always read literally
+            shares.append(_Assignment(read_value(m.group(1).strip(_BLANKS)), number))
             continue
         m = _ASSIGN.match(line)
         if not m:
             continue
         var, value = m.group(1), m.group(2).strip(_BLANKS)
+        command = value.startswith("!")
+        if not command:
+            value = read_value(value)
         if var not in KNOWN:
             warnings.append(f"{path}:{number}: unknown variable {var} ignored")
         elif var in first:
@@ -228,7 +283,7 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
                 f"(line {first[var].line}) counts"
             )
         else:
-            first[var] = _Assignment(value, number)
+            first[var] = _Assignment(value, number, command)
     return first, shares, warnings
 
 
@@ -247,17 +302,37 @@ def _tail(data: bytes, limit: int = 300) -> str:
     return text.replace("\n", " | ")
 
 
+ACTION = "overlay-boot"  # 1.6.4 exported ACTION (its command's name) to everything it ran
+
+
 def run_shell(command: str, *, config: Path, cwd: str, timeout: float) -> tuple[bytes, bytes]:
-    """Run COMMAND with ``/bin/sh -c`` (env CONFIG, cwd CWD); returns its stdout and stderr.
+    """Run COMMAND (see `run_shell_status`); raises CommandFailed on a non-zero exit."""
+    out, err, returncode = run_shell_status(command, config=config, cwd=cwd, timeout=timeout)
+    if returncode != 0:
+        raise CommandFailed(failure_text(command, returncode, err))
+    return out, err
+
+
+def failure_text(command: str, returncode: int, err: bytes) -> str:
+    status = (f"exit status {returncode}" if returncode > 0
+              else f"killed by signal {-returncode}")
+    detail = _tail(err)
+    return f"command {command!r} failed ({status})" + (f": {detail}" if detail else "")
+
+
+def run_shell_status(command: str, *, config: Path, cwd: str,
+                     timeout: float) -> tuple[bytes, bytes, int]:
+    """Run COMMAND with ``/bin/sh -c`` (env CONFIG and ACTION=overlay-boot, cwd CWD); returns
+    its stdout, stderr and exit status (negative: killed by that signal).
 
     The command runs in a process group of its own, killed as a whole on timeout, or by a
     watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs. What it
     leaves running in a session of its own after it has finished (a daemon, e.g. a FUSE
     mount's) is left alone, as 1.6.4 did. Output is bounded (OUTPUT_LIMIT). Raises
-    CommandFailed on a timeout or a non-zero exit.
+    CommandFailed on a timeout.
     """
     import subprocess  # only here: the generator never runs commands
-    env = dict(os.environ, CONFIG=str(config))
+    env = dict(os.environ, CONFIG=str(config), ACTION=ACTION)
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -275,14 +350,7 @@ def run_shell(command: str, *, config: Path, cwd: str, timeout: float) -> tuple[
         ) from None
     finally:
         _end_watchdog(watchdog)
-    if proc.returncode != 0:
-        status = (f"exit status {proc.returncode}" if proc.returncode > 0
-                  else f"killed by signal {-proc.returncode}")
-        detail = _tail(err)
-        raise CommandFailed(
-            f"command {command!r} failed ({status})" + (f": {detail}" if detail else "")
-        )
-    return out, err
+    return out, err, proc.returncode
 
 
 def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
@@ -426,14 +494,14 @@ class _Parser:
     def evaluate_all(self, config_dir: str) -> None:
         """Fill ``values`` with literal or evaluated values (in 1.6.4's order) and ``base``.
 
-        BASE comes first: its command runs in the config file's (resolved) directory and every
-        other command runs in BASE.
+        BASE comes first: its command runs in CONFIG_DIR (`base_dir`) and every other command
+        runs in BASE. BASE is canonical (realpath, as 1.6.4's ``realpath $BASE``).
         """
         for var in _EVAL_ORDER:
             a = self.first.get(var)
             if a is None or not a.value:
                 continue
-            if a.value.startswith("!"):
+            if a.command:
                 self._evaluate(var, a.value[1:].strip(_BLANKS), config_dir)
             else:
                 self.values[var] = a.value
@@ -468,17 +536,13 @@ class _Parser:
     # -- paths ----------------------------------------------------------------------------
 
     def path_of(self, var: str, base: Path | None, default: str | None) -> Path | None:
-        """A path variable: value (or default) relative to BASE, normalised."""
+        """A path variable: value (or default) relative to BASE; ``..`` is left to the kernel."""
         if var in self.unresolved:
             return None
         value = self.values.get(var, default)
         if value is None:
             return None
-        if os.path.isabs(value):
-            return Path(os.path.normpath(value))
-        if base is None:
-            return None
-        return Path(os.path.normpath(os.path.join(base, value)))
+        return _host_path(value, base)
 
     def lower_of(self, base: Path | None) -> tuple[Path, ...]:
         if "LOWER" in self.unresolved:
@@ -490,12 +554,10 @@ class _Parser:
             return ()
         layers: list[Path] = []
         for part in parts:
-            if os.path.isabs(part):
-                layers.append(Path(os.path.normpath(part)))
-            elif base is None:
+            layer = _host_path(part, base)
+            if layer is None:
                 return ()
-            else:
-                layers.append(Path(os.path.normpath(os.path.join(base, part))))
+            layers.append(layer)
         return tuple(layers)
 
     # -- the other variables --------------------------------------------------------------
@@ -505,8 +567,7 @@ class _Parser:
             name = self.values["NAME"]
             why = naming.name_problem(name)
             if why:
-                self.problem("NAME", f"{why} (1-{naming.NAME_MAX} of A-Z a-z 0-9 _ -, "
-                                     "not starting with '-')")
+                self.problem("NAME", f"{why}: give another NAME")
             return name
         name = self.path.name
         if name.endswith(".conf") and len(name) > len(".conf"):
@@ -517,13 +578,20 @@ class _Parser:
                                  "give NAME=... or rename the file")
         return name
 
-    def start_of(self) -> tuple[str, ...]:
+    def start_of(self, warnings: list[str]) -> tuple[str, ...]:
+        """START's words, each without one pair of surrounding quotes (1.6.4 pasted START into
+        a script for the subhost's shell). With INIT, START is not used: not checked either,
+        as 1.6.4 never looked at it then."""
         if "START" in self.unresolved:
             return ()
         value = self.values.get("START")
         if value is None:
             return DEFAULT_START
-        words = value.split()
+        words = [unquote(w) for w in value.split()]
+        if "INIT" in self.values or "INIT" in self.unresolved:
+            warnings.append(f"{self.where}:{self.line('START')}: START is not used: INIT's "
+                            "script runs instead of the built-in start of services")
+            return ()
         if words == ["none"]:
             return ()
         for w in words:
@@ -546,12 +614,22 @@ class _Parser:
         value = self.values.get("RAM_SIZE", DEFAULT_RAM_SIZE)
         if value == "none":
             return None
-        if not _RAM_SIZE.fullmatch(value):
+        size, *options = value.split(",")
+        if not _RAM_SIZE.fullmatch(size):
             self.problem(
                 "RAM_SIZE",
-                f"{value!r} is not a size: digits with an optional k, m, g (or K, M, G) or %, "
-                "or 'none'",
+                f"{size!r} is not a size tmpfs takes: a number (decimal, or 0x hex) with an "
+                "optional K, M, G, T, P or E (either case), or a percentage of RAM such as "
+                "10%; or 'none'",
             )
+        for option in options:
+            name = option.partition("=")[0]
+            if not _MOUNT_OPTION.fullmatch(option) or name not in _TMPFS_OPTIONS:
+                self.problem(
+                    "RAM_SIZE",
+                    f"{option!r} after the size is not a tmpfs mount option "
+                    f"({', '.join(sorted(_TMPFS_OPTIONS))})",
+                )
         return value
 
     def capabilities_of(self) -> caps.Grant:
@@ -559,7 +637,7 @@ class _Parser:
         a = self.first.get("CAPABILITIES")
         if a is None or not a.value:
             return caps.Grant()
-        if a.value.startswith("!"):
+        if a.command:
             self.problem("CAPABILITIES", "CAPABILITIES is never a command: list the names")
             return caps.Grant()
         grant, why = caps.parse(a.value)
@@ -623,7 +701,9 @@ class _Parser:
                     continue
                 if mac in macs:
                     self.problem("CABLES", f"{spec!r} MAC {mac} is already used by "
-                                           f"{macs[mac]!r}")
+                                           f"{macs[mac]!r}: two interfaces with one MAC on "
+                                           "one network confuse every switch and ARP cache; "
+                                           "give each cable its own MAC")
                     continue
                 macs[mac] = spec
             i = len(cables)
@@ -632,11 +712,13 @@ class _Parser:
         if name_ok:
             for ifname in [c.host_if for c in cables] + [c.sub_if for c in cables] + \
                     [v.host_if for v in vlans] + [v.sub_if for v in vlans]:
-                if len(ifname) > naming.IFNAME_MAX:
+                why = naming.ifname_problem(ifname)
+                if why:
                     self.problem(
                         "CABLES",
-                        f"interface name {ifname!r} would be longer than "
-                        f"{naming.IFNAME_MAX} characters (shorten NAME or use fewer cables)",
+                        f"host end of a cable: {why}, which the kernel refuses (NAME<i> and "
+                        "NAME<i>.<tag> are the host ends: shorten or change NAME, or use "
+                        "fewer cables)",
                     )
         return tuple(cables), tuple(vlans)
 
@@ -656,12 +738,9 @@ class _Parser:
             if not sub:
                 self.problem("SHARE", f"{a.value!r} has an empty subhost path", a.line)
                 continue
-            if os.path.isabs(host):
-                source = Path(os.path.normpath(host))
-            elif base is None:
+            source = _host_path(host, base)
+            if source is None:
                 continue  # BASE unresolved (evaluate=False)
-            else:
-                source = Path(os.path.normpath(os.path.join(base, host)))
             target = Path(os.path.normpath(os.path.join("/", sub)))
             if os.path.realpath(source) in lower_real:
                 continue  # 1.6.4: a source equal to LOWER is skipped
@@ -671,6 +750,14 @@ class _Parser:
                 continue
             result.append(Share(source, target, a.line))
         return tuple(result)
+
+
+def _host_path(value: str, base: Path | None) -> Path | None:
+    """VALUE as a host path, relative to BASE (None when BASE is unknown). Not normalised:
+    ``lnk/../x`` is where the kernel finds it, after following ``lnk``."""
+    if value.startswith("/"):
+        return Path(value)
+    return None if base is None else Path(os.path.join(base, value))
 
 
 def _mac(text: str) -> str | None:
@@ -688,14 +775,14 @@ def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: flo
     the file by path and checks nothing about who may write it: a command that runs ``!``
     values as root gets TEXT and REAL_PATH from `trust.load_trusted`, which checks first.
     """
-    abspath = Path(os.path.abspath(path))
+    abspath = absolute(path)
     if text is None:
         text = _read_text(abspath)
     p = _Parser(abspath, evaluate, command_timeout)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 
-    p.evaluate_all(os.path.dirname(real_path or os.path.realpath(abspath)))
+    p.evaluate_all(base_dir(abspath, real_path))
     base = p.base
     if base is None and "BASE" not in p.unresolved and "BASE" not in p.values \
             and not any(x.variable == "BASE" for x in p.problems):
@@ -708,7 +795,7 @@ def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: flo
     work = p.path_of("WORK", base, "work")
     lower = p.lower_of(base)
     cables, vlans = p.cables_of(name, name_ok)
-    start = p.start_of()
+    start = p.start_of(warnings)
     ram_size = p.ram_size_of()
     granted = p.capabilities_of()
     shares = p.shares_of(share_lines, base, lower)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import naming
-from overlay_boot.config import MAX_SIZE
+from overlay_boot.config import MAX_SIZE, base_dir, read_value
 from overlay_boot.errors import ConfigError, Problem
 
 CONFIG_DIR = "/etc/overlay-boot"
@@ -77,7 +77,7 @@ def read_subhosts_conf(path: Path, problems: list[Problem] | None = None) -> lis
                 _report(problems, Problem(str(path), f"{word!r} is not an absolute path; "
                                                      "ignored", line=number))
                 continue
-            listed.append(Path(os.path.normpath(word)))
+            listed.append(Path(word))  # as given: ".." is the kernel's, as for 1.6.4
     return listed
 
 
@@ -88,11 +88,14 @@ def _report(problems: list[Problem] | None, problem: Problem) -> None:
 
 
 def _identity(path: Path) -> object:
+    """One config is one file read from one directory: two symlinks to one template in two
+    subhost directories are two subhosts (a relative BASE starts from each link's directory),
+    a link in /etc/overlay-boot and its target are one (the link is followed)."""
     try:
         st = path.stat()
     except OSError:
         return os.path.realpath(path)
-    return (st.st_dev, st.st_ino)
+    return (st.st_dev, st.st_ino, os.path.realpath(base_dir(path)))
 
 
 def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None,
@@ -137,11 +140,11 @@ def declared_name(path: Path) -> str:
             data = f.read(MAX_SIZE + 1)
     except OSError:
         data = b""
-    for raw in data.decode("utf-8", "replace").split("\n"):
+    for raw in data.decode("utf-8", "surrogateescape").split("\n"):
         if raw.startswith("NAME="):
             value = raw[5:].strip(" \t\r\f\v")
             if value:
-                return value
+                return value if value.startswith("!") else read_value(value)
             break
     name = path.name
     return name[: -len(".conf")] if name.endswith(".conf") and name != ".conf" else name

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from overlay_boot import capabilities as caps
 from overlay_boot import discovery, naming, unitnames
-from overlay_boot.config import Config, load_config
+from overlay_boot.config import Config, absolute, load_config
 from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem, printable
 
 PROG = "overlay-boot-generator"
@@ -91,6 +91,8 @@ def mount_paths(config: Config) -> list[Path]:
     """Paths whose mounts the subhost needs: BASE, UPPER, each LOWER, LIVE (those known)."""
     paths: list[Path] = []
     for p in (config.base, config.upper, *config.lower, config.live):
+        if p is not None and ".." in p.parts:  # systemd takes normalised paths only
+            p = Path(os.path.realpath(p))  # ".." after a symlink: where the kernel goes
         if p is not None and p not in paths:
             paths.append(p)
     return paths
@@ -378,7 +380,7 @@ def _select(args: Sequence[str]) -> tuple[list[Path], list[Problem]]:
     paths, problems = [], []
     for arg in args:
         if "/" in arg or arg.endswith(".conf") or os.path.exists(arg):
-            paths.append(Path(os.path.abspath(arg)))
+            paths.append(absolute(arg))
             continue
         try:
             paths.append(discovery.find_instance(arg))
@@ -487,7 +489,7 @@ def _main(args: list[str], template: str) -> int:
         while rest:
             opt = rest.pop(0)
             if opt in ("--config-dir", "--subhosts-conf") and rest:
-                value = Path(os.path.abspath(rest.pop(0)))
+                value = absolute(rest.pop(0))
                 if opt == "--config-dir":
                     dirs = [*(dirs or []), value]
                 else:

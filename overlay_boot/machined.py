@@ -58,7 +58,17 @@ def register_argv(name: str, leader: int, root: str, indices: list[int]) -> list
 
 
 def register_in_background(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
-    """Register NAME from a grandchild; returns at once (the child is reaped right away)."""
+    """Register NAME from a grandchild; returns at once (the child is reaped right away).
+
+    machined takes hostname-like names only (letters, digits, inner '-', dots between): a
+    NAME outside that (web_1, sübhöst) is not registered, rather than under another name
+    that could be some other subhost's."""
+    from .naming import machine_name_ok
+
+    if not machine_name_ok(name):
+        log.debug(f"subhost {name} not registered with systemd-machined: machine names are "
+                  "letters, digits, inner '-' and single dots")
+        return
     argv = register_argv(name, leader, root, ifindices(interfaces))
     try:
         child = os.fork()

@@ -7,25 +7,56 @@ from __future__ import annotations
 
 import re
 
-NAME_MAX = 12
+NAME_MAX = 64  # bytes: NAME is the subhost's hostname (the kernel's HOST_NAME_MAX)
 IFNAMSIZ = 16
 IFNAME_MAX = IFNAMSIZ - 1  # the kernel's limit for an interface name, without the NUL
 UNIT_PREFIX = "overlay-boot@"
 UNIT_SUFFIX = ".service"
+UNIT_NAME_MAX = 255  # systemd's UNIT_NAME_MAX without the NUL
 
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]*")
+# Bytes the kernel's isspace() is true for (lib/ctype.c: 0xa0 too): dev_valid_name refuses them.
+_KERNEL_SPACE = frozenset(b"\t\n\v\f\r \xa0")
+# 1.6.4 could not keep these in a NAME either (its eval and read took them apart).
+_SHELL_QUOTING = "'\"\\"
 
 
 def name_problem(name: str) -> str | None:
-    """Why ``name`` is not a valid subhost NAME, or None when it is."""
+    """Why ``name`` is not a usable subhost NAME, or None when it is.
+
+    What 1.6.4 accepted and everything NAME is used for can carry: the hostname, the network
+    namespace /run/netns/NAME, the runtime files NAME.json/.lock/.ctl, the escaped systemd
+    unit and D-Bus object path. Interface names NAME<i> are checked with the cables
+    (`ifname_problem`): a subhost without cables needs none.
+    """
     if not name:
         return "name is empty"
-    if len(name) > NAME_MAX:
-        return f"name {name!r} is longer than {NAME_MAX} characters"
-    if not _NAME_CHARS.fullmatch(name):
-        return f"name {name!r} may only contain letters, digits, '_' and '-'"
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return (f"name {name!r} is not UTF-8 text (the journal, D-Bus and systemd carry it "
+                "as text)")
+    if len(raw) > NAME_MAX:
+        return (f"name {name!r} is longer than {NAME_MAX} bytes (it is the subhost's "
+                "hostname)")
+    if name in (".", ".."):
+        return f"name {name!r} cannot name a network namespace (/run/netns/{name})"
     if name.startswith("-"):
-        return f"name {name!r} must not start with '-'"
+        return f"name {name!r} must not start with '-' (commands would take it for an option)"
+    for c in name:
+        if c == "/":
+            return f"name {name!r} contains '/', which no file name (/run/netns/NAME) can hold"
+        if c.isspace() or not c.isprintable():
+            return (f"name {name!r} contains {c!r}: blanks and control characters cannot be "
+                    "shown in a log line or passed as one word")
+        if c in _SHELL_QUOTING:
+            return (f"name {name!r} contains {c!r}: 1.6.4 could not keep quotes or "
+                    "backslashes in a NAME either")
+        if c in "*?[":
+            return (f"name {name!r} contains {c!r}: 1.6.4 expanded its unquoted $NAME as a "
+                    "glob")
+    if len(unit_name(name)) > UNIT_NAME_MAX:
+        return (f"name {name!r} is too long for a systemd unit name once escaped "
+                f"({unit_name(name)!r})")
     return None
 
 
@@ -54,16 +85,21 @@ def sub_vlan_if(i: int, tag: int) -> str:
 
 
 def ifname_problem(ifname: str) -> str | None:
-    """Why the kernel would refuse ``ifname`` (see dev_valid_name()), or None."""
+    """Why the kernel would refuse ``ifname`` (its dev_valid_name(): at most 15 bytes, not
+    "." or "..", no '/', ':' or blank), or None. Control characters are refused too: an
+    interface name is shown in logs and passed to commands."""
     if not ifname:
         return "interface name is empty"
-    if len(ifname) > IFNAME_MAX:
-        return f"interface name {ifname!r} is longer than {IFNAME_MAX} characters"
+    raw = ifname.encode("utf-8", "surrogateescape")
+    if len(raw) > IFNAME_MAX:
+        return f"interface name {ifname!r} is longer than {IFNAME_MAX} bytes"
     if ifname in (".", ".."):
         return f"interface name {ifname!r} is not allowed"
     for c in ifname:
         if c in "/:" or c.isspace() or not c.isprintable():
             return f"interface name {ifname!r} contains {c!r}"
+    if _KERNEL_SPACE & set(raw):
+        return f"interface name {ifname!r} contains a byte the kernel takes for a blank (0xa0)"
     return None
 
 
@@ -71,23 +107,81 @@ def is_valid_ifname(ifname: str) -> bool:
     return ifname_problem(ifname) is None
 
 
+# Bytes kept as they are in a unit's instance name: systemd's valid unit name characters
+# except '\\' (the escape character itself). '-' stays too, so NAME web-1 keeps its unit
+# overlay-boot@web-1.service (systemd-escape would write web\\x2d1: %i passes both as given).
+_UNIT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-")
+
+
+def escape_instance(name: str) -> str:
+    """NAME as a systemd instance name: other bytes (and a leading '.') become ``\\xNN``."""
+    out = []
+    for i, byte in enumerate(name.encode("utf-8", "surrogateescape")):
+        if byte in _UNIT_KEEP and not (i == 0 and byte == ord(".")):
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out)
+
+
+def unescape_instance(instance: str) -> str | None:
+    """NAME from an instance name as `escape_instance` writes it; None for anything else (a
+    different spelling of the same NAME would be a second unit for one subhost)."""
+    data = bytearray()
+    i = 0
+    while i < len(instance):
+        if instance.startswith("\\x", i) and _is_hex(instance[i + 2:i + 4]):
+            data.append(int(instance[i + 2:i + 4], 16))
+            i += 4
+        else:
+            data += instance[i].encode("utf-8", "surrogateescape")
+            i += 1
+    try:
+        name = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if escape_instance(name) == instance else None
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def unit_name(name: str) -> str:
-    """The systemd unit of subhost ``name``: ``overlay-boot@NAME.service``."""
-    return f"{UNIT_PREFIX}{name}{UNIT_SUFFIX}"
+    """The systemd unit of subhost ``name``: ``overlay-boot@NAME.service``, NAME escaped."""
+    return f"{UNIT_PREFIX}{escape_instance(name)}{UNIT_SUFFIX}"
 
 
 def instance_from_unit(unit: str) -> str | None:
     """NAME from ``overlay-boot@NAME.service``; None for any other unit or an unsafe NAME."""
     if not (unit.startswith(UNIT_PREFIX) and unit.endswith(UNIT_SUFFIX)):
         return None
-    instance = unit[len(UNIT_PREFIX):-len(UNIT_SUFFIX)]
-    return instance if is_safe_instance(instance) else None
+    name = unescape_instance(unit[len(UNIT_PREFIX):-len(UNIT_SUFFIX)])
+    return name if name is not None and is_safe_instance(name) else None
+
+
+def name_from_argument(text: str) -> str | None:
+    """The NAME a command-line argument or a unit's ``%i`` means: NAME itself, or its escaped
+    instance form (``web\\x2b1`` for ``web+1``); None when it is neither."""
+    if is_valid_name(text):
+        return text
+    name = unescape_instance(text)
+    return name if name is not None and is_valid_name(name) else None
 
 
 def is_safe_instance(name: str) -> bool:
-    """True when ``name`` may select ``<config dir>/NAME.conf``.
+    """True when ``name`` may select the config that declares it: a valid NAME, so no ``/``,
+    never ``.`` or ``..``: an instance name can never reach a file outside the config
+    directories."""
+    return is_valid_name(name)
 
-    Same rules as NAME, so no ``/``, no ``..``, no escapes, nothing hidden: an instance name can
-    never reach a file outside the config directories.
-    """
-    return is_valid_name(name) and "/" not in name and ".." not in name
+
+_MACHINE_LABEL = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*")
+MACHINE_NAME_MAX = 64
+
+
+def machine_name_ok(name: str) -> bool:
+    """Whether systemd-machined takes NAME as a machine name (its hostname rules: labels of
+    letters, digits and inner '-', separated by single dots; at most 64 bytes)."""
+    return (len(name.encode("utf-8", "surrogateescape")) <= MACHINE_NAME_MAX
+            and all(_MACHINE_LABEL.fullmatch(label) for label in name.split(".")))

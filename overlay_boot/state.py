@@ -59,7 +59,9 @@ RUNTIME_UNIT_DIR = Path("/run/systemd/system")
 def runtime_dropin(name: str) -> Path:
     """The drop-in with which `overlay-boot CONF` runs a config systemd's generator doesn't know
     as overlay-boot@NAME.service, until the subhost stops."""
-    return RUNTIME_UNIT_DIR / f"overlay-boot@{name}.service.d" / "60-overlay-boot-command-line.conf"
+    from .naming import unit_name
+
+    return RUNTIME_UNIT_DIR / f"{unit_name(name)}.d" / "60-overlay-boot-command-line.conf"
 
 
 def dropin_stamp(name: str) -> str:

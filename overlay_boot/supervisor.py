@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import cleanup, log, neighbours, netns, state
-from .config import CommandFailed, Config, run_shell
+from .config import CommandFailed, Config, failure_text, run_shell_status
 from .errors import SubhostError
 from .linux import boot, init
 
@@ -375,12 +375,17 @@ def run_init_command(config: Config) -> str:
     """Run the INIT command on the host; its output is the subhost's start-up script.
 
     The same runner as `!` values: bounded output, a timeout, killed with the supervisor.
+    A non-zero exit is a warning: 1.6.4 ran whatever INIT printed (``$($INIT | sed …)``).
     """
     assert config.init is not None
     try:
-        out, _ = run_shell(config.init, config=config.path, cwd=str(config.base), timeout=60)
+        out, err, status = run_shell_status(config.init, config=config.path,
+                                            cwd=str(config.base), timeout=60)
     except CommandFailed as exc:
         raise SubhostError(f"INIT: {exc}") from None
+    if status != 0:
+        log.warning(f"INIT: {failure_text(config.init, status, err)}; its output is the "
+                    "start-up script all the same, as in 1.6.4")
     return out.decode("utf-8", "replace")
 
 

@@ -59,6 +59,10 @@ def unit_value_problem(text: str) -> str | None:
     """Why ``text`` cannot be written into a unit file setting at all, or None."""
     if _CONTROL.search(text):
         return f"{text!r} contains a control character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{text!r} is not UTF-8, which a unit file must be"
     return None
 
 

@@ -34,6 +34,9 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
 
     if config.base is not None:
         why = _dir_problem(config.base)
+        if why and any(c in config.base.name for c in "*?["):
+            why += " (a glob in BASE is not expanded, as 1.6.4's unquoted $BASE was: write " \
+                   "the directory's name)"
         if why:
             add("BASE", f"BASE {config.base} {why}")
 

@@ -93,7 +93,9 @@ def _main(args: Arguments) -> int:
     if args.instance is not None:
         config = load_instance(args.instance)
         return supervise(config)
-    path = Path(os.path.abspath(args.config[0]))
+    from ..config import absolute
+
+    path = absolute(args.config[0])  # ".." is the kernel's to resolve, as in 1.6.4
     if not path.exists():
         raise missing_config(path)
     if args.foreground:
@@ -134,10 +136,12 @@ def command_timeout() -> float:
 
 def load_instance(name: str):
     """The config of overlay-boot@NAME: from the generator's drop-in, else looked up by name."""
-    from ..naming import is_safe_instance
+    from ..naming import name_from_argument
 
-    if not is_safe_instance(name):
-        raise UsageError(f"invalid subhost instance name {name!r}")
+    instance = name
+    name = name_from_argument(instance) or ""  # %i: the escaped form of NAME
+    if not name:
+        raise UsageError(f"invalid subhost instance name {instance!r}")
     given = os.environ.get("OVERLAY_BOOT_CONFIG")
     if given:
         path = Path(given)

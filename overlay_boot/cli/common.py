@@ -52,16 +52,17 @@ def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
     """Turn a NAME-or-CONF argument into (name, config path or None).
 
     An argument naming an existing file (or containing '/' or ending in '.conf') is a config
-    file; anything else is a subhost name. The config is only parsed: its `!` values never
-    run here (they run as root and may mount things). A `!` NAME is taken from the running
-    subhost started from that file, if any; else it is refused.
+    file; anything else is a subhost name, as it is or escaped as in its unit's name. The
+    config is only parsed: its `!` values never run here (they run as root and may mount
+    things). A `!` NAME is taken from the running subhost started from that file, if any;
+    else it is refused.
     """
-    from ..config import NAME_IS_COMMAND, load_config
-    from ..naming import is_safe_instance
+    from ..config import NAME_IS_COMMAND, absolute, load_config
+    from ..naming import name_from_argument
 
     looks_like_path = "/" in arg or arg.endswith(".conf")
     if looks_like_path or os.path.isfile(arg):
-        path = Path(os.path.abspath(arg))
+        path = absolute(arg)
         try:
             config = load_config(path, evaluate=False)
         except ConfigError as exc:
@@ -69,9 +70,10 @@ def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
                 raise
             return _running_from(path, prog), path
         return config.name, path
-    if not is_safe_instance(arg):
+    name = name_from_argument(arg)  # NAME, or its escaped form (a unit's %i)
+    if name is None:
         raise UsageError(f"{arg!r} is neither a config file nor a valid subhost name")
-    return arg, None
+    return name, None
 
 
 def _running_from(path: Path, prog: str) -> str:

@@ -32,9 +32,9 @@ def start_through_systemd(path: Path) -> int:
     active = systemd.unit_state(unit).active_state
     if active in ("active", "activating", "reloading"):
         raise SubhostError(f"subhost {config.name} is already running ({unit} is {active})")
-    known = {os.path.realpath(found.path) for found in discover()}
+    known = {_same_config(found.path) for found in discover()}
     dropin = runtime_dropin(config.name)
-    if os.path.realpath(path) not in known:
+    if _same_config(path) not in known:
         dropin.parent.mkdir(parents=True, exist_ok=True)
         dropin.write_text(render_dropin(config, origin="overlay-boot (until the subhost stops)"))
         systemd.reload()
@@ -44,6 +44,13 @@ def start_through_systemd(path: Path) -> int:
     systemd.start_unit(unit)
     log.info(f"subhost {config.name} started as {unit}")
     return 0
+
+
+def _same_config(path: Path) -> tuple[str, str]:
+    """What the generator's drop-in must have been made from for PATH: the same file under
+    the same name in the same directory (a relative BASE starts there: a link to a template
+    from another subhost's directory is another subhost)."""
+    return os.path.realpath(path.parent), path.name
 
 
 def _parse(path: Path):

@@ -162,7 +162,7 @@ def _build_subhost(
     _step("make / recursively slave", libc.mount, None, "/", None, libc.MS_SLAVE | libc.MS_REC)
 
     if config.premount:
-        _run_hook("PREMOUNT", config.premount, [str(upper)], config, hooks_env)
+        _run_hook("PREMOUNT", config.premount, [str(upper)], config, hooks_env, fatal=True)
 
     # Written into UPPER before the overlay is mounted: overlayfs does not promise to notice
     # changes made to its layers underneath a mounted overlay (and 1.6.4 did it here, too).
@@ -176,7 +176,8 @@ def _build_subhost(
         _step(f"{op.describe()} in {live}", op.execute, live)
 
     if config.postmount:
-        _run_hook("POSTMOUNT", config.postmount, [str(live), str(upper)], config, hooks_env)
+        _run_hook("POSTMOUNT", config.postmount, [str(live), str(upper)], config, hooks_env,
+                  fatal=False)
 
     host_journal = None
     if journal_socket is not None and journal_socket.exists():
@@ -222,15 +223,22 @@ def _enter_netns(path: Path) -> None:
 
 
 def _run_hook(
-    which: str, command: str, args: list[str], config: Any, hooks_env: dict[str, str]
+    which: str, command: str, args: list[str], config: Any, hooks_env: dict[str, str],
+    *, fatal: bool,
 ) -> None:
-    """Run a PREMOUNT/POSTMOUNT command with its arguments; a failure is fatal.
+    """Run a PREMOUNT/POSTMOUNT command with its arguments (env CONFIG, ACTION=overlay-boot).
+
+    A non-zero exit is a warning and the start goes on, as in 1.6.4, which never looked at it
+    (a hook whose last line is a false test, ``[ -e x ] && y``, must not stop the subhost);
+    with FATAL (PREMOUNT) it stops the start: PREMOUNT is there to prepare UPPER (1.6.4's own
+    use mounts a disk image on it), and a subhost started on the bare mount point would write
+    its files where the image, mounted at the next start, hides them.
 
     ``/bin/sh -c 'COMMAND "$@"'``: the command is shell text as in 1.6.4's config, the
     arguments are passed untouched. It runs as a child of PID 1 (in the subhost's PID
     namespace): it is waited for here; anything it leaves running is reaped by init later.
     """
-    env = {**os.environ, **hooks_env, "CONFIG": str(config.path)}
+    env = {**os.environ, **hooks_env, "CONFIG": str(config.path), "ACTION": "overlay-boot"}
     argv = ["/bin/sh", "-c", f'{command} "$@"', which.lower(), *args]
     what = f"{which} {command!r} {' '.join(args)}"
     log.debug(f"run {what} (cwd {config.base})")
@@ -240,8 +248,11 @@ def _run_hook(
         result = subprocess.run(argv, env=env, cwd=config.base, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise StepError(f"{what}: {exc.strerror or exc}") from exc
-    if result.returncode != 0:
+    if result.returncode == 0:
+        return
+    if fatal:
         raise StepError(f"{what}: {_exit_text(result.returncode)}")
+    log.warning(f"{what}: {_exit_text(result.returncode)}; going on, as 1.6.4 did")
 
 
 def _exit_text(returncode: int) -> str:

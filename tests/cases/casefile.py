@@ -21,6 +21,8 @@ KEYS = {
     "expect-variable", "expect-message", "no-dirs", "make-file", "make-dir", "mode",
     "dir-mode", "owner", "command-timeout", "setup", "root", "file-name", "describe",
     "make-symlink", "memory-limit-mb",
+    # compat/ cases: how 1.6.4 read a config, and what we must make of it
+    "compat", "expect", "expect-warning", "invoke-as", "write-file",
 }
 SETUPS = {"work-on-other-fs", "huge-file"}
 HUGE_FILE_BYTES = 2 << 20  # twice config.MAX_SIZE
@@ -62,6 +64,16 @@ class Case:
         return int(v) << 20 if v else None
 
     @property
+    def expected_values(self) -> dict[str, str]:
+        """``## expect VAR VALUE``: what 1.6.4 made of VAR (``@BASE@`` is the case's
+        directory); VAR STATUS with VALUE ok: the config loads and passes the host checks."""
+        found = {}
+        for spec in self.values("expect"):
+            var, _, value = spec.partition(" ")
+            found[var] = value
+        return found
+
+    @property
     def command_timeout(self) -> float | None:
         v = self.value("command-timeout")
         return float(v) if v else None
@@ -72,7 +84,7 @@ def parse_headers(data: bytes) -> dict[str, list[str]]:
     for raw in data.split(b"\n"):
         if not raw.startswith(b"## "):
             continue
-        text = raw[3:].decode("ascii", "replace").strip()
+        text = raw[3:].decode("utf-8", "surrogateescape").strip()
         key, _, value = text.partition(" ")
         if key not in KEYS:
             raise ValueError(f"unknown case header {key!r}")
@@ -101,6 +113,9 @@ def prepared(case: Case, tmp: Path) -> Iterator[Path]:
             (base / d).mkdir(parents=True)
         for f in case.values("make-file"):
             (base / f).touch()
+        for spec in case.values("write-file"):
+            path, _, text = spec.partition(" ")
+            (base / path).write_text(text.replace("\\n", "\n"))
         for spec in case.values("make-symlink"):
             link, _, target = spec.rpartition(" ")
             (base / link).symlink_to(target)
@@ -128,4 +143,5 @@ def prepared(case: Case, tmp: Path) -> Iterator[Path]:
                 line = b"# " + b"x" * 77 + b"\n"
                 with conf.open("ab") as f:
                     f.write(line * (HUGE_FILE_BYTES // len(line) + 1))
-        yield conf
+        invoke_as = case.value("invoke-as")
+        yield base / invoke_as if invoke_as else conf

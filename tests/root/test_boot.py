@@ -359,7 +359,8 @@ def test_hooks_arguments_environment_and_namespace(scratch: Scratch) -> None:
     hook.write_text(
         "#!/bin/sh\n"
         'out="$(dirname "$0")/$1.out"; shift\n'
-        'printf "%s\\n" "$@" "CONFIG=$CONFIG" "PWD=$(pwd)" "HOOKVAR=$HOOKVAR" "PID=$$" > "$out"\n'
+        'printf "%s\\n" "$@" "CONFIG=$CONFIG" "PWD=$(pwd)" "HOOKVAR=$HOOKVAR" "ACTION=$ACTION" '
+        '"PID=$$" > "$out"\n'
         'if [ -e "$1/proc/1" ]; then echo "proc mounted" >> "$out"; fi\n'
     )
     hook.chmod(0o755)
@@ -370,11 +371,14 @@ def test_hooks_arguments_environment_and_namespace(scratch: Scratch) -> None:
     assert run.status == 0, run.lines
     pre = (scratch.base / "pre.out").read_text().splitlines()
     post = (scratch.base / "post.out").read_text().splitlines()
-    common = [f"CONFIG={config.path}", f"PWD={scratch.base}", "HOOKVAR=from-supervisor"]
-    assert pre[:4] == [str(config.upper), *common]
-    assert post[:5] == [str(config.live), str(config.upper), *common]
+    # ACTION=overlay-boot as 1.6.4 exported it: site hooks modelled on its overlay-diskfile
+    # only mount then (c4)
+    common = [f"CONFIG={config.path}", f"PWD={scratch.base}", "HOOKVAR=from-supervisor",
+              "ACTION=overlay-boot"]
+    assert pre[:5] == [str(config.upper), *common]
+    assert post[:6] == [str(config.live), str(config.upper), *common]
     # both ran in the subhost's PID namespace; only POSTMOUNT sees LIVE with /proc
-    assert int(pre[4].removeprefix("PID=")) < 50 and int(post[5].removeprefix("PID=")) < 50
+    assert int(pre[5].removeprefix("PID=")) < 50 and int(post[6].removeprefix("PID=")) < 50
     assert "proc mounted" not in pre and post[-1] == "proc mounted"
 
 
@@ -387,6 +391,20 @@ def test_failing_premount_reports_error_and_leaves_nothing(scratch: Scratch) -> 
     assert "exit status 3" in run.lines[0] and str(config.upper) in run.lines[0]
     assert host_mounts() == before
     assert not (config.upper / "etc").exists()  # stopped before anything was written
+
+
+def test_failing_postmount_is_a_warning(scratch: Scratch, capfd) -> None:
+    """c14: 1.6.4 never looked at POSTMOUNT's exit status; a hook ending in a false test
+    (``[ -e x ] && y``) must not stop a subhost that used to start."""
+    ran = scratch.base / "post-ran"
+    config = make_config(scratch, "overlay", postmount=f"touch {ran}; [ -e /nonexistent ] &&")
+    run = run_subhost(config, scratch, probe(scratch.marker, os.getpid()))
+    assert os.waitstatus_to_exitcode(run.status) == 0, run.lines
+    assert ran.exists()
+    assert run.result["mounts"]  # PID 1's probe ran: the subhost started
+    assert not any(line.startswith("ERROR") for line in run.lines), run.lines
+    err = capfd.readouterr().err
+    assert "POSTMOUNT" in err and "exit status 1" in err and "going on" in err, err
 
 
 def test_failing_mount_names_step_and_path(scratch: Scratch) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from overlay_boot.naming import unit_name
+
 from .box import SystemdBox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +62,7 @@ class Subhosts:
         return str(path)
 
     def unit(self, name: str) -> str:
-        return f"overlay-boot@{name}.service"
+        return unit_name(name)  # NAME escaped as systemd-escape does ('-' kept)
 
     def state(self, name: str) -> str:
         return self.box.run("systemctl", "is-active", self.unit(name), check=False).stdout.strip()

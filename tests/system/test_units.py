@@ -66,6 +66,64 @@ def test_start_waits_and_stop_reverses(box: SystemdBox, subhosts: Subhosts) -> N
     assert subhosts.leftovers(name) == []
 
 
+def test_escaped_name_through_systemd(box: SystemdBox, subhosts: Subhosts) -> None:
+    """c2: a NAME with '.', '+' and a non-ASCII letter is the unit overlay-boot@<escaped>:
+    `systemctl start` of what systemd-escape gives runs it, overlay-boot CONF starts it
+    through the same unit, overlay-stop NAME stops it through systemd."""
+    name, _ = subhosts.make("START=none\nCABLES==\n", name=f"t{secrets.token_hex(2)}.ü+1")
+    escaped = box.run("systemd-escape", "--template=overlay-boot@.service", name).stdout.strip()
+    assert escaped == subhosts.unit(name) and "\\x2b" in escaped and "\\xc3\\xbc" in escaped
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", escaped, timeout=60)
+    assert subhosts.state(name) == "active"
+    assert box.run("overlay-go", name, "--", "hostname").stdout.strip() == name
+    assert box.run("ls", f"/run/netns/{name}", f"/sys/class/net/{name}0").returncode == 0
+    box.run("overlay-stop", name, timeout=60)
+    assert subhosts.state(name) == "inactive"
+    assert subhosts.leftovers(name) == []
+
+    # A config the generator does not know: overlay-boot CONF names it in a runtime drop-in.
+    other, conf = subhosts.make("START=none\n", name=f"t{secrets.token_hex(2)}@x.y",
+                                link=False)
+    box.run("overlay-boot", conf, timeout=60)
+    assert subhosts.state(other) == "active"
+    dropins = box.run("systemctl", "show", "-P", "DropInPaths", subhosts.unit(other)).stdout
+    assert "60-overlay-boot-command-line.conf" in dropins
+    box.run("systemctl", "stop", subhosts.unit(other), timeout=60)
+    assert subhosts.state(other) == "inactive"
+    assert subhosts.leftovers(other) == []
+
+
+def test_template_linked_twice_gives_two_subhosts(box: SystemdBox, subhosts: Subhosts) -> None:
+    """c1: one template config with BASE=., linked into /etc/overlay-boot (the link is
+    followed: BASE is the template's directory) and from another subhost directory (BASE is
+    that directory, as in 1.6.4): two subhosts, each on its own BASE, started side by side."""
+    tag = secrets.token_hex(2)
+    tmpl = box.scratch / f"tmpl-{tag}"
+    sub = box.scratch / f"sub-{tag}"
+    for base in (tmpl, sub):
+        for d in ("live", "root", "work"):
+            (base / d).mkdir(parents=True)
+        base.chmod(0o755)
+    (tmpl / "tmpl.conf").write_text("BASE=.\nSTART=none\n")
+    (tmpl / "tmpl.conf").chmod(0o644)
+    first, second = f"ta{tag}", f"tb{tag}"
+    subhosts.names += [first, second]
+    box.run("ln", "-sf", str(tmpl / "tmpl.conf"), f"/etc/overlay-boot/{first}.conf")
+    (sub / f"{second}.conf").symlink_to(tmpl / "tmpl.conf")
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", subhosts.unit(first), timeout=60)
+    box.run("overlay-boot", str(sub / f"{second}.conf"), timeout=60)
+    assert (subhosts.state(first), subhosts.state(second)) == ("active", "active")
+    for name, base in ((first, tmpl), (second, sub)):
+        record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+        assert record["root"] == str(base / "live"), record
+        assert box.run("overlay-go", name, "--", "hostname").stdout.strip() == name
+    for name in (first, second):
+        box.run("overlay-stop", name, timeout=60)
+        assert subhosts.leftovers(name) == []
+
+
 def test_dev_log_reaches_the_journal(box: SystemdBox, subhosts: Subhosts) -> None:
     name, _ = subhosts.make()
     box.run("systemctl", "daemon-reload")

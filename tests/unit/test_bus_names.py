@@ -35,6 +35,8 @@ def test_escaping_round_trips(text: str) -> None:
 
 def test_name_from_path() -> None:
     assert name_from_path(subhost_path("t-x_1")) == "t-x_1"
+    for name in ("web.1", "web@1+x", "sübhöst", ".x"):  # NAMEs 1.6.4 took (compat c2)
+        assert name_from_path(subhost_path(name)) == name
     assert name_from_path(SUBHOST_PREFIX) is None
     assert name_from_path(SUBHOST_PREFIX + "/a/b") is None
     assert name_from_path("/org/other/a") is None

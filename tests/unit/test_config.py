@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from overlay_boot.config import KNOWN, Cable, Share, Vlan, load_config
+from overlay_boot.config import KNOWN, Cable, Share, Vlan, load_config, read_value
 from overlay_boot.errors import ConfigError
 
 
@@ -109,27 +109,55 @@ def test_unknown_variable_is_a_warning(tmp_path: Path) -> None:
 def test_name_from_file_name(tmp_path: Path) -> None:
     assert load_config(write(tmp_path / "mta.conf", "BASE=.\n")).name == "mta"
     assert load_config(write(tmp_path / "noext", "BASE=.\n")).name == "noext"
-    probs = problems_of(write(tmp_path / "my.host.conf", "BASE=.\n"))
+    # 1.6.4 took any file name: dots and non-ASCII letters are fine (c2)
+    assert load_config(write(tmp_path / "my.host.conf", "BASE=.\n")).name == "my.host"
+    probs = problems_of(write(tmp_path / "my host.conf", "BASE=.\n"))
     assert any("NAME" in p and "file name" in p for p in probs)
     # an explicit NAME fixes it
-    assert load_config(write(tmp_path / "my.other.conf", "BASE=.\nNAME=ok\n")).name == "ok"
+    assert load_config(write(tmp_path / "my other.conf", "BASE=.\nNAME=ok\n")).name == "ok"
 
 
 # -- paths ---------------------------------------------------------------------------------
 
 
-def test_symlinked_config_base_dot(tmp_path: Path) -> None:
+def test_symlinked_config_base_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config linked into the config directory: the link is followed for BASE."""
     etc, opt = tmp_path / "etc" / "overlay-boot", tmp_path / "opt" / "mta"
     real = write(opt / "mta.conf", "BASE=.\nLIVE=l\nUPPER=../mta-upper\n")
     etc.mkdir(parents=True)
     (etc / "mail.conf").symlink_to(real)
+    monkeypatch.setenv("OVERLAY_BOOT_CONFIG_DIR", str(etc))
     c = load_config(etc / "mail.conf")
     assert c.path == etc / "mail.conf"  # as given, not resolved
     assert c.name == "mail"  # 1.6.4: basename of the path given
     assert c.base == opt
     assert c.live == opt / "l"
-    assert c.upper == tmp_path / "opt" / "mta-upper"
+    assert c.upper == opt / ".." / "mta-upper"  # the kernel resolves ".." (c10)
     assert c.work == opt / "work"
+
+
+def test_symlinked_template_base_is_the_links_dir(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """c1: elsewhere BASE starts from the directory of the path as given (1.6.4), so one
+    template linked from several subhost directories gives each its own BASE."""
+    monkeypatch.setenv("OVERLAY_BOOT_CONFIG_DIR", str(tmp_path / "etc"))
+    tmpl = write(tmp_path / "tmpl" / "tmpl.conf", "BASE=.\n")
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{sub}.conf").symlink_to(f"../tmpl/{tmpl.name}")
+        c = load_config(tmp_path / sub / f"{sub}.conf")
+        assert (c.name, c.base, c.upper) == (sub, tmp_path / sub, tmp_path / sub / "root")
+
+
+def test_config_path_dotdot_is_the_kernels(tmp_path: Path) -> None:
+    """c10: inv/up/../cfg/x.conf is far/cfg/x.conf when up -> far/deep, as the kernel sees it."""
+    write(tmp_path / "far" / "cfg" / "x.conf", "BASE=.\nSTART=cron\n")
+    (tmp_path / "far" / "deep").mkdir()
+    write(tmp_path / "inv" / "cfg" / "x.conf", "BASE=.\nSTART=ssh\n")
+    (tmp_path / "inv" / "up").symlink_to(tmp_path / "far" / "deep")
+    c = load_config(tmp_path / "inv" / "up" / ".." / "cfg" / "x.conf")
+    assert c.start == ("cron",)
+    assert c.base == tmp_path / "far" / "cfg"
 
 
 def test_absolute_base_is_resolved(tmp_path: Path) -> None:
@@ -146,7 +174,7 @@ def test_relative_and_absolute_paths(tmp_path: Path) -> None:
     assert c.base == tmp_path
     assert c.live == Path("/srv/x/live")
     assert c.upper == tmp_path / "up" / "per"
-    assert c.work == tmp_path / "work2"
+    assert c.work == tmp_path / "w" / ".." / "work2"  # ".." is the kernel's to resolve (c10)
     assert c.log == tmp_path / "x.log"
 
 
@@ -191,11 +219,17 @@ def test_command_values_env_and_cwd(tmp_path: Path) -> None:
     assert c.start == ("/bin/x", "ssh")
 
 
-def test_base_command_runs_in_resolved_config_dir(tmp_path: Path) -> None:
+def test_base_command_runs_in_config_dir(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     real = write(tmp_path / "opt" / "real.conf", "BASE=!pwd\n")
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "x.conf").symlink_to(real)
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "x.conf").symlink_to(real)
+    monkeypatch.setenv("OVERLAY_BOOT_CONFIG_DIR", str(tmp_path / "etc"))
+    # linked into the config directory: the link is followed; elsewhere: the link's directory
     assert load_config(tmp_path / "etc" / "x.conf").base == tmp_path / "opt"
+    assert load_config(tmp_path / "srv" / "x.conf").base == tmp_path / "srv"
 
 
 def test_share_never_runs_commands(tmp_path: Path) -> None:
@@ -317,7 +351,16 @@ def test_cable_names_at_the_limit(tmp_path: Path) -> None:
                           "BASE=.\nNAME=abcdefghijkl\nCABLES=" + "= " * 101 + "\n"))
     assert c.cables[-1].host_if == "abcdefghijkl100"
     probs = problems_of(write(tmp_path / "y.conf", "BASE=.\nNAME=abcdefghij\nCABLES== =.4094\n"))
-    assert any("'abcdefghij0.4094' would be longer than 15" in p for p in probs)
+    assert any("'abcdefghij0.4094' is longer than 15 bytes" in p for p in probs)
+    # a 14-character NAME worked in 1.6.4 with fewer than 10 cables: so it does here
+    assert load_config(write(tmp_path / "z.conf", "BASE=.\nNAME=database-main\nCABLES==\n"))
+    # bytes count, not characters: 7 two-byte letters and the index are 15 bytes
+    probs = problems_of(write(tmp_path / "w.conf", "BASE=.\nNAME=ééééééé0\nCABLES==\n"))
+    assert any("longer than 15 bytes" in p for p in probs)
+    # a NAME the kernel refuses in an interface name is fine without cables
+    assert load_config(write(tmp_path / "v.conf", "BASE=.\nNAME=a:b\n")).name == "a:b"
+    probs = problems_of(write(tmp_path / "u.conf", "BASE=.\nNAME=a:b\nCABLES==\n"))
+    assert any("contains ':'" in p and "CABLES" in p for p in probs)
 
 
 # -- START, RAM_SIZE, SHARE, hooks ---------------------------------------------------------
@@ -407,8 +450,12 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
 
 
 def test_binary(tmp_path: Path) -> None:
-    assert any("binary" in p for p in problems_of(write(tmp_path / "b.conf", b"BASE=.\n\0\n")))
-    assert any("invalid UTF-8" in p
+    probs = problems_of(write(tmp_path / "b.conf", b"BASE=.\n\0\n"))
+    assert any("b.conf:2: " in p and "NUL byte" in p and "remove it" in p for p in probs)
+    # c7: bytes that are not UTF-8 are carried through; only NAME must be text
+    c = load_config(write(tmp_path / "l.conf", b"# Gr\xfc\xdfe\nBASE=.\nLIVE=l\xfc\n"))
+    assert os.fsencode(c.live) == os.fsencode(tmp_path) + b"/l\xfc"
+    assert any("not UTF-8" in p
                for p in problems_of(write(tmp_path / "u.conf", b"BASE=.\nNAME=\xff\n")))
 
 
@@ -458,3 +505,76 @@ def test_arbitrary_bytes_raise_only_config_error(tmp_path: Path, data: bytes) ->
         load_config(conf, evaluate=False)  # arbitrary bytes may hold "!cmd": never run them
     except ConfigError as e:
         assert e.problems
+
+
+# -- values as 1.6.4 read them (reviews/compat.md, class (c)) -------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("'x'", "x"), ('"x"', "x"), ("'a b'", "a b"), ("my\\ dir", "my dir"), ("'my\\ dir'", "my dir"),
+    ("a\\tb", "a\\tb"),  # other backslashes stay
+    ("'x", "'x"), ("x'", "x'"), ("'", "'"), ("''", ""), ("'a'b'", "'a'b'"),
+    ('"a" "b"', '"a" "b"'),  # two quoted words: START takes the quotes off each
+    ("'x\"", "'x\""),
+])
+def test_read_value(text: str, value: str) -> None:
+    assert read_value(text) == value
+
+
+def test_quotes_and_blanks_in_values(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path / "q.conf", "BASE='.'\nLIVE=\"my live\"\nUPPER=my\\ root\n"
+                                               "NAME='web.1'\nSTART=\"ssh\" 'cron' x\n"
+                                               "SHARE='/srv/a b:/mnt'\n"))
+    assert c.base == tmp_path
+    assert (c.live, c.upper) == (tmp_path / "my live", tmp_path / "my root")
+    assert c.name == "web.1"
+    assert c.start == ("ssh", "cron", "x")
+    assert c.shares == (Share(Path("/srv/a b"), Path("/mnt"), 6),)
+
+
+def test_quoted_bang_is_literal(tmp_path: Path) -> None:
+    # 1.6.4 looked for '!' before its eval took the quotes off: '!x' is the text !x
+    marker = tmp_path / "ran"
+    c = load_config(write(tmp_path / "b.conf", f"BASE=.\nLIVE='!touch {marker}'\n"))
+    assert not marker.exists()
+    assert c.live == tmp_path / f"!touch {marker}"
+
+
+def test_commands_see_action(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path / "a.conf", 'BASE=.\nLIVE=!echo "x-${ACTION:-unset}"\n'))
+    assert c.live == tmp_path / "x-overlay-boot"
+
+
+def test_start_with_init_is_not_checked(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path / "i.conf", "BASE=.\nSTART=a/b ;x\nINIT=/bin/true\n"))
+    assert c.start == ()
+    assert any("START is not used" in w and "i.conf:2:" in w for w in c.warnings)
+    probs = problems_of(write(tmp_path / "j.conf", "BASE=.\nSTART=a/b\n"))
+    assert any("START" in p for p in probs)
+
+
+@pytest.mark.parametrize("size", [
+    "50M", "1T", "2p", "1E", "0x1000000", "0X1fK", "010", "10%", "0", "50M,nr_inodes=1k",
+    "1G,huge=within_size,nr_inodes=0", "1g,mode=700",
+])
+def test_ram_sizes_tmpfs_takes(tmp_path: Path, size: str) -> None:
+    c = load_config(write(tmp_path / "r.conf", f"BASE=.\nRAM_SIZE={size}\n"))
+    assert c.ram_size == size
+
+
+@pytest.mark.parametrize(("size", "why"), [
+    ("50MB", "not a size"), ("-50M", "not a size"), ("1.5G", "not a size"), ("0xG", "not a size"),
+    ("50M,", "not a tmpfs mount option"), ("50M,exec", "not a tmpfs mount option"),
+    ("50M,size=1G;x", "not a tmpfs mount option"),
+])
+def test_ram_sizes_refused(tmp_path: Path, size: str, why: str) -> None:
+    probs = problems_of(write(tmp_path / "r.conf", f"BASE=.\nRAM_SIZE={size}\n"))
+    assert any(why in p and "RAM_SIZE" in p for p in probs), probs
+
+
+def test_paths_keep_dotdot_for_the_kernel(tmp_path: Path) -> None:
+    (tmp_path / "far" / "deep").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "far" / "deep")
+    c = load_config(write(tmp_path / "d.conf", "BASE=.\nLIVE=lnk/../live\nLOWER=lnk/../l\n"))
+    assert os.path.realpath(c.live) == str(tmp_path / "far" / "live")
+    assert os.path.realpath(c.lower[0]) == str(tmp_path / "far" / "l")

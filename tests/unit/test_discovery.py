@@ -77,6 +77,23 @@ def test_same_file_twice_is_one_subhost(etc: Path) -> None:
     assert discovery.discover() == [Found(etc / "overlay-boot" / "mta.conf", "dir", True)]
 
 
+def test_template_links_are_subhosts_of_their_own(etc: Path) -> None:
+    """c1: two links to one template config in two subhost directories are two subhosts
+    (each takes BASE=. from its own directory), wherever they are listed."""
+    tmpl = etc / "tmpl" / "tmpl.conf"
+    tmpl.parent.mkdir()
+    tmpl.write_text("BASE=.\n")
+    links = []
+    for sub in ("a", "b"):
+        (etc / sub).mkdir()
+        links.append(etc / sub / f"{sub}.conf")
+        links[-1].symlink_to(tmpl)
+    (etc / "subhosts.conf").write_text(f"{links[0]}\n{links[1]}\n{links[0]}\n")
+    found = discovery.discover()
+    assert found == [Found(p, "subhosts.conf", True) for p in links]
+    assert [load_config(f.path).base for f in found] == [etc / "a", etc / "b"]
+
+
 def test_several_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -95,6 +112,8 @@ def test_declared_name(tmp_path: Path) -> None:
     conf.write_text("BASE=/x\nNAME=  web \nNAME=other\n")
     assert discovery.declared_name(conf) == "web"
     assert discovery.declared_name(tmp_path / "gone.conf") == "gone"
+    conf.write_text("BASE=/x\nNAME='web.1'\n")  # read as the config reader reads it (c3)
+    assert discovery.declared_name(conf) == "web.1" == load_config(conf, evaluate=False).name
 
 
 def test_find_instance(etc: Path) -> None:
@@ -122,8 +141,8 @@ def test_find_instance_first_of_duplicates(etc: Path) -> None:
     assert discovery.find_instance("web") == d / "a.conf"
 
 
-@pytest.mark.parametrize("name", ["", "../etc/passwd", "a/b", "..", ".x", "-x", "x" * 13,
-                                  "a b", "a\nb", "web.conf", "*"])
+@pytest.mark.parametrize("name", ["", "../etc/passwd", "a/b", "..", ".", "-x", "x" * 65,
+                                  "a b", "a\nb", "*", "a\\x2fb"])
 def test_find_instance_rejects_unsafe_names(etc: Path, name: str) -> None:
     # Even where a file of that name exists, nothing outside the rules is selected.
     (etc / "overlay-boot" / "x.conf").write_text("BASE=/x\n")

@@ -121,7 +121,7 @@ def test_bad_configs_are_reported_with_file_and_reason(tmp_path: Path,
     assert [c.name for c in result.generated] == ["good", "warn"]
     errors = [m.text for m in result.messages if m.priority == generator.ERR]
     conf = root / "etc" / "overlay-boot"
-    for bad in ("nobase", "cables", "this-name-is-far-too-long", "bangname", "binary"):
+    for bad in ("nobase", "cables", "-leading-dash", "bangname", "binary"):
         assert f"{conf}/{bad}.conf: skipped" in errors
     # A config that cannot be read yet (a file system mounted later) gets a unit that reads
     # it when it starts.
