@@ -148,3 +148,33 @@ def probe_idmap(path: str | Path, userns_fd: int) -> str | None:
     except OSError as exc:
         return os.strerror(exc.errno or 0)
     return None
+
+
+def new_userns(ids: IdRange) -> int:
+    """A descriptor of a new user namespace mapping ``ids`` (made by a forked helper that
+    exits at once); for probes. Root only."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            libc.unshare(libc.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(go_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise OSError(1, "unshare(CLONE_NEWUSER) failed")
+        write_maps(pid, ids)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        os.waitpid(pid, 0)
