@@ -45,6 +45,12 @@ def inside(lab: Lab, name: str, script: str) -> str:
     return result.stdout
 
 
+def assert_in_range(lab: Lab, name: str, base: int) -> None:
+    """The subhost's processes are in a user namespace mapping 0.. to BASE.."""
+    maps = inside(lab, name, "cat /proc/self/uid_map /proc/self/gid_map")
+    assert [line.split() for line in maps.splitlines()] == [["0", str(base), "65536"]] * 2
+
+
 def set_userns(conf: Path, value: str | None) -> None:
     """Rewrite the USERNS= line of CONF (None: remove it)."""
     lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("USERNS=")]
@@ -79,13 +85,14 @@ def hostile_userns(lab: Lab) -> tuple[Lab, str, dict]:
     secret.write_text("other subhost's secret\n")
     assert lab.start(other).returncode == 0
 
-    conf, _ = userns_config(lab, f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n")
+    conf, base = userns_config(lab, f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n")
     upper = conf.parent / "root"
     (upper / "tmp").mkdir()
     os.mknod(upper / "tmp/planted-null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     result = lab.start(conf)
     assert result.returncode == 0, result.stderr
     name = conf.stem
+    assert_in_range(lab, name, base)
     return lab, name, probe(lab, name, str(secret), "/tmp/planted-null", LEFTOVER)
 
 
@@ -129,8 +136,10 @@ def test_existing_upper_is_used_unchanged_and_read_back(lab: Lab) -> None:
     assert lab.stop(name).returncode == 0
 
     conf.parent.chmod(0o700)
-    set_userns(conf, str(random_base()))
+    base = random_base()
+    set_userns(conf, str(base))
     assert lab.start(conf).returncode == 0
+    assert_in_range(lab, name, base)
     seen = inside(lab, name, "stat -c '%u %g %n' /etc/old-root /etc/old-user; "
                   "test -e /etc/debian_version || echo whiteout-kept; ls -A /etc/skel; "
                   "echo new > /etc/new-root && echo n > /etc/new-user && "
@@ -160,8 +169,9 @@ def test_share_is_idmapped(lab: Lab, tmp_path: Path) -> None:
     (source / "root-file").write_text("r\n")
     (source / "user-file").write_text("u\n")
     os.chown(source / "user-file", 1000, 1000)
-    conf, _ = userns_config(lab, f"START=none\nSHARE={source}:/srv/shared\n")
+    conf, base = userns_config(lab, f"START=none\nSHARE={source}:/srv/shared\n")
     assert lab.start(conf).returncode == 0
+    assert_in_range(lab, conf.stem, base)
     out = inside(lab, conf.stem, "stat -c '%u %n' /srv/shared/root-file /srv/shared/user-file; "
                  "echo made > /srv/shared/made-inside")
     assert out.split("\n")[:2] == ["0 /srv/shared/root-file", "1000 /srv/shared/user-file"]

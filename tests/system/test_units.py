@@ -192,6 +192,26 @@ def test_cables_are_built_by_the_shared_cable_service(box: SystemdBox,
     assert subhosts.leftovers(name) == []
 
 
+def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subhosts) -> None:
+    """USERNS=: the unit as it is starts it in its user namespace, with its cable (built by
+    the cable service into the network namespace the user namespace owns); stop is clean."""
+    ids = 65536 * (16 + secrets.randbelow(60000))
+    name, _ = subhosts.make(f"START=none\nCABLES= =\nUSERNS={ids}\n")
+    (box.scratch / name).chmod(0o700)
+    box.run("systemctl", "daemon-reload")
+    unit = subhosts.unit(name)
+    box.run("systemctl", "start", unit)
+    assert subhosts.state(name) == "active"
+    inside = box.run("overlay-go", name, "--", "sh", "-c",
+                     "cat /proc/self/uid_map; ip link set eth0 up && echo eth0-up; hostname")
+    assert inside.stdout.split() == ["0", str(ids), "65536", "eth0-up", name], inside
+    record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+    assert record["userns"] == f"{ids}:65536"
+    box.run("systemctl", "stop", unit)
+    assert subhosts.state(name) == "inactive"
+    assert subhosts.leftovers(name) == []
+
+
 def test_cables_without_the_cable_service(box: SystemdBox, subhosts: Subhosts) -> None:
     """Socket masked: the supervisor builds the cable in a child of its own."""
     name, _ = subhosts.make("START=none\nCABLES= =\n")
