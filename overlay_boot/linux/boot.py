@@ -99,8 +99,10 @@ def _pid1(
     code = 1
     try:
         try:
-            _prepare_process(keep, parent)
-            _build_subhost(config, netns_path, hooks_env, journal_socket, hidden, userns_fd)
+            # With USERNS=, the supervisor's pidfd stays open until PID 1's ids are final.
+            _prepare_process(keep | ({parent} if userns_fd is not None else set()), parent)
+            _build_subhost(config, netns_path, hooks_env, journal_socket, hidden, userns_fd,
+                           parent)
             built = True
         except BaseException as exc:  # anything before init: report it and die
             message = _message(exc)
@@ -153,6 +155,7 @@ def _build_subhost(
     config: Any, netns_path: Path, hooks_env: dict[str, str], journal_socket: Path | None,
     hidden: tuple[Path, ...] = (),
     userns_fd: int | None = None,
+    parent: int = -1,
 ) -> None:
     """The start steps of docs/ARCHITECTURE.md, in order, up to the pivot_root and the
     confinement that every process of the subhost inherits from PID 1.
@@ -198,6 +201,7 @@ def _build_subhost(
 
     if ids is not None and userns_fd is not None:
         _enter_userns(name, live, ids, userns_fd)
+        _still_supervised(parent)
 
     # Switch to LIVE. pivot_root(".", ".") stacks the old root on top of the new one; the
     # lazy unmount then drops the whole host tree from this mount namespace, so no path from
@@ -233,6 +237,17 @@ def _enter_userns(name: str, live: Path, ids: Any, userns_fd: int) -> None:
     _step(f"set hostname {name}", libc.sethostname, name)
     _step(f"rbind {live} onto itself (a mount of the user namespace to pivot into)",
           _bind_cwd_onto_itself)
+
+
+def _still_supervised(parent: int) -> None:
+    """Die with the supervisor again: any change of PID 1's ids (fsuid, the user namespace's
+    root) cleared its parent-death signal. ``parent``: the supervisor's pidfd (closed here)."""
+    try:
+        libc.set_pdeathsig(signal.SIGKILL)
+        if select.select([parent], [], [], 0)[0]:
+            raise StepError("the supervisor exited before PID 1 started")
+    finally:
+        os.close(parent)
 
 
 def _bind_cwd_onto_itself() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.root.test_hostile import DROPPED, LEFTOVER, REFUSED, bounding_set, probe
-from tests.subhostkit import Lab
+from tests.subhostkit import Lab, kill, wait_dead
 
 #: test_hostile's table; in the user namespace the kernel's own files are host root's, which
 #: has no uid there: opening them for writing fails on permission before the read-only mount.
@@ -227,3 +227,20 @@ def test_default_stays_without_user_namespace(lab: Lab) -> None:
     assert lab.start(conf).returncode == 0
     assert inside(lab, conf.stem, "cat /proc/self/uid_map").split() == ["0", "0", "4294967295"]
     assert json.loads(Path(f"/run/overlay-boot/{conf.stem}.json").read_text())["userns"] == ""
+
+
+def test_kill_9_of_the_supervisor_then_cleanup(lab: Lab) -> None:
+    """A crash: PID 1 dies with its supervisor; `overlay-stop --cleanup` (the unit's
+    ExecStopPost=) removes the network namespace of the user namespace and the cable; the
+    next start works."""
+    conf, base = userns_config(lab, "START=none\nCABLES= =\n")
+    name = conf.stem
+    assert lab.start(conf).returncode == 0
+    rec = lab.record(name, state="running")
+    kill(rec["supervisor_pid"])
+    assert wait_dead(rec["leader_pid"]), "PID 1 survived its supervisor"
+    cleanup = lab.cleanup(name)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert lab.leftovers(name) == []
+    assert lab.start(conf).returncode == 0
+    assert_in_range(lab, name, base)
