@@ -242,6 +242,11 @@ def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subh
     assert inside.stdout.split() == ["0", str(ids), "65536", "eth0-up", name], inside
     record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
     assert record["userns"] == f"{ids}:65536"
+    deadline = time.monotonic() + 10  # registered with systemd-machined in the background
+    while name not in box.run("machinectl", "list", "--no-legend").stdout \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"Leader: {record['leader_pid']}" in box.run("machinectl", "status", name).stdout
     box.run("systemctl", "stop", unit)
     assert subhosts.state(name) == "inactive"
     assert subhosts.leftovers(name) == []
