@@ -492,8 +492,13 @@ def _confined(config: Any) -> bool:
 
 
 def _kernel_interfaces_protected(config: Any) -> bool:
+    """Masks and read-only kernel interfaces: not for CAPABILITIES=all, nor for sys_admin,
+    which could undo them, unless USERNS=: there they are locked (MNT_LOCKED) in the user
+    namespace's mount namespace, and so stay whatever it may do."""
     grant = getattr(config, "capabilities", None)
-    return not (grant is not None and grant.kernel_interfaces_writable)
+    if grant is None or not grant.kernel_interfaces_writable:
+        return True
+    return getattr(config, "userns", None) is not None and not grant.everything
 
 
 def plan_root(config: Any, userns_fd: int | None = None) -> list[Op]:

@@ -244,3 +244,32 @@ def test_kill_9_of_the_supervisor_then_cleanup(lab: Lab) -> None:
     assert lab.leftovers(name) == []
     assert lab.start(conf).returncode == 0
     assert_in_range(lab, name, base)
+
+
+SYS_ADMIN_PROBE = """
+for m in /proc/keys /proc/sys /sys /proc/acpi; do
+  grep -q " $m " /proc/self/mountinfo && echo "$m: mounted"
+done
+for m in /proc/keys /proc/sys /sys /proc/acpi; do
+  umount "$m" 2>/dev/null && echo "umount $m: ok" || echo "umount $m: refused"
+done
+mount -o remount,rw /sys 2>/dev/null && echo "remount /sys: ok" || echo "remount /sys: refused"
+(echo core > /proc/sys/kernel/core_pattern) 2>/dev/null && echo "core_pattern: ok" \
+  || echo "core_pattern: refused"
+mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo "own tmpfs: ok" && umount /mnt/t
+"""
+
+
+def test_sys_admin_inside_cannot_undo_what_host_root_made(lab: Lab) -> None:
+    """CAPABILITIES=sys_admin with USERNS=: root inside may mount in its own mount namespace,
+    but every mount host root made is locked: the masks and the read-only kernel
+    interfaces stay."""
+    conf, base = userns_config(lab, "START=none\nCAPABILITIES=sys_admin\n")
+    assert lab.start(conf).returncode == 0
+    assert_in_range(lab, conf.stem, base)
+    assert inside(lab, conf.stem, SYS_ADMIN_PROBE).splitlines() == [
+        "/proc/keys: mounted", "/proc/sys: mounted", "/sys: mounted", "/proc/acpi: mounted",
+        "umount /proc/keys: refused", "umount /proc/sys: refused", "umount /sys: refused",
+        "umount /proc/acpi: refused", "remount /sys: refused", "core_pattern: refused",
+        "own tmpfs: ok",
+    ]
