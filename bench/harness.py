@@ -352,11 +352,12 @@ def cmd_startstop(kind: str, name: str, base: str, reps: int, warmup: int = 1) -
     return out
 
 
-def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) -> dict:
-    """Start and stop a confined subhost and an unconfined one (CAPABILITIES=all) in turn:
-    the paired difference of their start times is what the confinement adds."""
-    pair = [Ours(confined, f"{base_dir}/{confined}"), Ours(unconfined, f"{base_dir}/{unconfined}")]
-    out: dict = {"added": [], "confined": [], "unconfined": [], "leaks": []}
+def _paired(names: tuple[str, str], labels: tuple[str, str], base_dir: str, reps: int,
+            kind: str = "ours") -> dict:
+    """Start and stop two subhosts in turn, REPS pairs after one warming up: their start
+    times under LABELS, and "added", the paired difference (first minus second)."""
+    pair = [KINDS[kind](name, f"{base_dir}/{name}") for name in names]
+    out: dict = {"added": [], labels[0]: [], labels[1]: [], "leaks": []}
     for i in range(reps + 1):
         times = []
         for k in pair:
@@ -365,10 +366,21 @@ def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) ->
             times.append(now() - t0)
             out["leaks"] += stop_and_clean(k)[2]
         if i > 0:  # the first pair warms up
-            out["confined"].append(times[0])
-            out["unconfined"].append(times[1])
+            out[labels[0]].append(times[0])
+            out[labels[1]].append(times[1])
             out["added"].append(times[0] - times[1])
     return out
+
+
+def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) -> dict:
+    """A confined subhost and an unconfined one (CAPABILITIES=all): the paired difference of
+    their start times is what the confinement adds."""
+    return _paired((confined, unconfined), ("confined", "unconfined"), base_dir, reps)
+
+
+def cmd_userns(mapped: str, plain: str, base_dir: str, reps: int, kind: str = "ours") -> dict:
+    """A subhost with USERNS= and one without: what the user namespace adds to the start."""
+    return _paired((mapped, plain), ("userns", "default"), base_dir, reps, kind)
 
 
 def cmd_go(kind: str, name: str, base: str, reps: int) -> dict:

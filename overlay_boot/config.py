@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the generator imports this module: keep its imports light
 
 KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
-    "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG", "CAPABILITIES",
+    "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG", "CAPABILITIES", "USERNS",
 )
 # Order in which `!` commands run (they may have side effects, e.g. overlay-diskfile mounts):
 # BASE first, because every other command runs in it.
@@ -108,6 +108,53 @@ class Share:
 
 
 @dataclass(frozen=True)
+class IdRange:
+    """USERNS=BASE[:COUNT]: host uids and gids BASE..BASE+COUNT-1 are 0..COUNT-1 inside."""
+
+    base: int
+    count: int = 65536
+
+    @property
+    def end(self) -> int:
+        """The first host id after the range."""
+        return self.base + self.count
+
+    def overlaps(self, other: IdRange) -> bool:
+        return self.base < other.end and other.base < self.end
+
+    def map_line(self) -> str:
+        """The line of /proc/PID/uid_map and gid_map."""
+        return f"0 {self.base} {self.count}\n"
+
+    def __str__(self) -> str:
+        return f"{self.base}:{self.count}"
+
+
+#: USERNS ranges start at or above this id: below it are the host's own users and groups.
+USERNS_MIN_BASE = 65536
+_ID_LIMIT = 1 << 32  # uid_t; (uid_t)-1 is no id
+
+
+def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
+    """USERNS= text -> (range or None for ``no``, why it is wrong or None)."""
+    if value in ("", "no"):
+        return None, None
+    base_text, colon, count_text = value.partition(":")
+    if not base_text.isdigit() or (colon and not count_text.isdigit()):
+        return None, (f"{value!r} is not 'no' or BASE[:COUNT] (decimal host uid/gid BASE, "
+                      "COUNT ids, 65536 by default)")
+    ids = IdRange(int(base_text), int(count_text) if colon else 65536)
+    if ids.base < USERNS_MIN_BASE:
+        return None, (f"BASE {ids.base} is below {USERNS_MIN_BASE}: the range must not "
+                      "contain the host's own users (root, system and login accounts)")
+    if ids.count < 1:
+        return None, "COUNT must be at least 1"
+    if ids.end > _ID_LIMIT - 1:
+        return None, f"the range {ids.base}..{ids.end - 1} goes past the last uid {_ID_LIMIT - 2}"
+    return ids, None
+
+
+@dataclass(frozen=True)
 class Config:
     """A parsed configuration.
 
@@ -133,6 +180,7 @@ class Config:
     init: str | None = None
     log: Path | None = None
     capabilities: caps.Grant = caps.Grant()  # CAPABILITIES=: beyond the default
+    userns: IdRange | None = None  # USERNS=: the subhost's own user namespace, None for "no"
     warnings: tuple[str, ...] = ()
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     unresolved: frozenset[str] = frozenset()
@@ -645,6 +693,20 @@ class _Parser:
             self.problem("CAPABILITIES", why)
         return grant
 
+    def userns_of(self) -> IdRange | None:
+        """USERNS= is read literally, as CAPABILITIES=: who the subhost is on the host is
+        never computed by a command."""
+        a = self.first.get("USERNS")
+        if a is None:
+            return None
+        if a.value.startswith("!"):
+            self.problem("USERNS", "USERNS is never a command: give 'no' or BASE[:COUNT]")
+            return None
+        ids, why = parse_userns(a.value)
+        if why:
+            self.problem("USERNS", why)
+        return ids
+
     def cables_of(self, name: str, name_ok: bool) -> tuple[tuple[Cable, ...], tuple[Vlan, ...]]:
         if "CABLES" in self.unresolved or "CABLES" not in self.values:
             return (), ()
@@ -798,6 +860,7 @@ def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: flo
     start = p.start_of(warnings)
     ram_size = p.ram_size_of()
     granted = p.capabilities_of()
+    userns = p.userns_of()
     shares = p.shares_of(share_lines, base, lower)
     log_value = p.values.get("LOG")
     log = None if log_value in (None, "none") else p.path_of("LOG", base, None)
@@ -812,6 +875,7 @@ def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: flo
         path=abspath, name=name, base=base, live=live, upper=upper, work=work, lower=lower,
         cables=cables, vlans=vlans, start=start, ram_size=ram_size, shares=shares,
         premount=p.values.get("PREMOUNT"), postmount=p.values.get("POSTMOUNT"),
-        init=p.values.get("INIT"), log=log, capabilities=granted, warnings=tuple(warnings),
+        init=p.values.get("INIT"), log=log, capabilities=granted, userns=userns,
+        warnings=tuple(warnings),
         lines=MappingProxyType(lines), unresolved=frozenset(p.unresolved),
     )

@@ -28,6 +28,10 @@ from . import state
 from .errors import SubhostError
 from .linux import libc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import IdRange
+
 NETNS_DIR = Path("/run/netns")
 SYS_NET = Path("/sys/class/net")
 
@@ -111,6 +115,95 @@ def create(name: str) -> Path:
 
     Raises SubhostError if it already exists or the kernel refuses.
     """
+    target, marker = _reserve(name)
+    try:
+        run_in_child(_new_netns, target, marker, what=f"creating network namespace {name}")
+    except BaseException:
+        remove(name)
+        raise
+    return target
+
+
+def create_in_userns(name: str, ids: IdRange) -> tuple[Path, int]:
+    """``create`` for a subhost with USERNS=: the network namespace belongs to a new user
+    namespace mapping IDS (its root configures the interfaces, binds low ports, mounts
+    sysfs). Returns the path and a descriptor of the user namespace (the caller closes it).
+
+    A user namespace is made by a process: a forked helper unshares it, we write its maps
+    (host root may map any range), it unshares the network namespace, we bind that.
+    """
+    target, marker = _reserve(name)
+    try:
+        return target, _userns_helper(name, ids, target, marker)
+    except BaseException:
+        remove(name)
+        raise
+
+
+def _userns_helper(name: str, ids: IdRange, target: Path, marker: Path) -> int:
+    what = f"creating user and network namespaces of {name}"
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 1
+        try:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            _reset_signals()
+            libc.set_pdeathsig(signal.SIGKILL)
+            libc.unshare(libc.CLONE_NEWUSER)
+            os.write(from_child_w, b"u")
+            if os.read(to_child_r, 1) == b"n":  # the maps are written
+                libc.unshare(libc.CLONE_NEWNET)
+                set_up("lo")
+                os.write(from_child_w, b"n")
+                os.read(to_child_r, 1)  # until the parent bound it (EOF)
+                status = 0
+        except BaseException as exc:
+            try:
+                os.write(from_child_w, b"E" + (str(exc) or type(exc).__name__).encode()[:4000])
+            except BaseException:
+                pass
+        finally:
+            os._exit(status)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    userns_fd = -1
+    try:
+        _expect(from_child_r, b"u", what)
+        from overlay_boot.linux import userns
+
+        userns.write_maps(pid, ids)
+        userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        os.write(to_child_w, b"n")
+        _expect(from_child_r, b"n", what)
+        own = Path(f"/proc/{pid}/ns/net")
+        _write_mark(marker, _identity(own))  # before it is mounted
+        libc.mount(own, target, flags=libc.MS_BIND)
+    except BaseException as exc:
+        if userns_fd >= 0:
+            os.close(userns_fd)
+        if isinstance(exc, OSError):
+            raise SubhostError(f"{what}: {exc}") from exc
+        raise
+    finally:
+        os.close(to_child_w)  # EOF: the helper exits
+        os.close(from_child_r)
+        os.waitpid(pid, 0)
+    return userns_fd
+
+
+def _expect(fd: int, word: bytes, what: str) -> None:
+    got = os.read(fd, 4096)
+    if got != word:
+        reason = got[1:].decode("utf-8", "replace") if got.startswith(b"E") else "helper died"
+        raise SubhostError(f"{what}: {reason}")
+
+
+def _reserve(name: str) -> tuple[Path, Path]:
+    """The empty file ``/run/netns/NAME`` and our mark "pending" for it (SubhostError if it
+    exists already)."""
     target = path(name)
     marker = marker_path(name)
     try:
@@ -129,12 +222,7 @@ def create(name: str) -> Path:
     except OSError as exc:
         _unlink(marker)
         raise SubhostError(f"cannot create network namespace {name}: {exc}") from exc
-    try:
-        run_in_child(_new_netns, target, marker, what=f"creating network namespace {name}")
-    except BaseException:
-        remove(name)
-        raise
-    return target
+    return target, marker
 
 
 def _write_mark(marker: Path, text: str) -> None:

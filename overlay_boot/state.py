@@ -47,6 +47,8 @@ class Runtime:
     boot_id: str = ""
     # The runtime drop-in this start found (dropin_stamp): a later start's is not removed.
     dropin: str = ""
+    # USERNS=: "BASE:COUNT", the host ids of the subhost's user namespace; "" without one.
+    userns: str = ""
 
 
 class AlreadyRunning(SubhostError):

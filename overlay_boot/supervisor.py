@@ -131,7 +131,19 @@ class Supervisor:
         self._check_stop()
 
         self._status("Creating network namespace")
-        netns_path = netns.create(config.name)
+        userns_fd = None
+        if config.userns is not None:
+            # Owned by the subhost's user namespace, made with it: see netns.create_in_userns.
+            netns_path, userns_fd = netns.create_in_userns(config.name, config.userns)
+        else:
+            netns_path = netns.create(config.name)
+        try:
+            return self._start_in(config, netns_path, userns_fd)
+        finally:
+            if userns_fd is not None:
+                os.close(userns_fd)
+
+    def _start_in(self, config: Config, netns_path: Path, userns_fd: int | None) -> int:
         if config.cables:
             self._status("Building cables")
             from . import net
@@ -147,6 +159,7 @@ class Supervisor:
             script=init_script,
             log_fd=log.extra_fd(),
             control_fd=control.fileno(),
+            host_peers_unmapped=userns_fd is not None,
         )
         hooks_env = {"CONFIG": str(config.path)}
 
@@ -164,6 +177,7 @@ class Supervisor:
                 hooks_env,
                 keep_fds=(control.fileno(),),
                 hidden=neighbours.other_subhost_dirs(config),
+                userns_fd=userns_fd,
             )
         finally:
             os.close(write_fd)
@@ -181,6 +195,7 @@ class Supervisor:
             leader_start=state.start_time(self.pid1),
             boot_id=state.boot_id(),
             dropin=self.dropin,
+            userns="" if config.userns is None else str(config.userns),
         )
         self._write_record()
         if self.stop_requested:

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from overlay_boot import trust
-from overlay_boot.config import Config
+from overlay_boot.config import Config, IdRange
 from overlay_boot.errors import ConfigError, Problem
 
 SYS_CLASS_NET = Path("/sys/class/net")
@@ -93,7 +93,146 @@ def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[P
         for why in whys:
             add("SHARE", f"SHARE source {share.source}: {why}", share.line)
 
+    if config.userns is not None:
+        for var, why, line in userns_problems(config, bad):
+            add(var, why, line)
+
     return problems
+
+
+# --- USERNS= -------------------------------------------------------------------------------
+
+OVERLAYFS = "overlay"
+
+
+def userns_problems(config: Config, bad: frozenset[str] | set[str] = frozenset()
+                    ) -> list[tuple[str, str, int | None]]:
+    """(variable, why, line) for what stops ``config``'s USERNS= from working: docs/USERNS.md.
+
+    ``bad``: variables whose directories are missing already (not probed again).
+    """
+    assert config.userns is not None
+    ids = config.userns
+    found: list[tuple[str, str, int | None]] = []
+
+    def add(var: str, why: str, line: int | None = None) -> None:
+        found.append((var, why, line))
+
+    if config.variant != "overlay":
+        add("USERNS", f"needs an overlay root (LOWER and UPPER), not the {config.variant} "
+            "variant: LIVE given mounted or UPPER as the root cannot be idmapped")
+    if config.base is not None and not _dir_problem(config.base):
+        why = _private_base_problem(config.base)
+        if why:
+            add("BASE", why)
+    for other, where in _other_ranges(config):
+        if ids.overlaps(other):
+            add("USERNS", f"host ids {ids.base}..{ids.end - 1} overlap those of {where} "
+                f"({other.base}..{other.end - 1}): each subhost needs a range of its own")
+    layers: list[tuple[str, Path, int | None]] = []
+    if config.variant == "overlay":
+        layers += [("LOWER", p, None) for p in config.lower if "LOWER" not in bad]
+        if config.upper and config.work and not bad & {"UPPER", "WORK"}:
+            from overlay_boot.linux import userns
+
+            layers.append(("UPPER", Path(userns.layer_parent(config.upper, config.work)), None))
+    layers += [("SHARE", s.source, s.line) for s in config.shares if os.path.exists(s.source)]
+    for var, path, line in layers:
+        if var == "LOWER" and _fstype(path) == OVERLAYFS:
+            add(var, f"{var} {path} is on an overlay, which cannot be idmapped (USERNS=)", line)
+            layers = [x for x in layers if x[1] != path]
+    for var, path, why in _idmap_refusals(ids, [(v, p) for v, p, _ in layers]):
+        if var == "USERNS":
+            add(var, why)
+            continue
+        line = next((ln for v, p, ln in layers if v == var and p == path), None)
+        add(var, f"{var} {path}: its filesystem ({_fstype(path) or '?'}) refuses an idmapped "
+            f"mount ({why}), which USERNS= needs", line)
+    return found
+
+
+def _private_base_problem(base: Path) -> str | None:
+    """BASE must be root's and 0700: files in UPPER are host-native (a setuid-root program
+    made inside is one of host root's on disk), so no host user may reach them."""
+    st = os.stat(base)
+    if st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+        return (f"BASE {base} must be owned by root with mode 0700 for USERNS= (it is "
+                f"uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): setuid programs and "
+                f"device nodes made inside are host-native in UPPER; run chown root: {base} "
+                f"&& chmod 700 {base}")
+    return None
+
+
+def _other_ranges(config: Config) -> list[tuple[IdRange, str]]:
+    """USERNS ranges of the other known configs (parsed, never evaluated) and running
+    subhosts, with where each comes from."""
+    from overlay_boot import discovery, state
+    from overlay_boot.config import load_config, parse_userns
+
+    ranges: list[tuple[IdRange, str]] = []
+    own = _identity(config.path)
+    try:
+        paths = [found.path for found in discovery.discover(problems=[])]
+    except OSError:
+        paths = []
+    for path in paths:
+        if _identity(path) == own:
+            continue
+        try:
+            other = load_config(path, evaluate=False)
+        except (ConfigError, OSError):
+            continue
+        if other.userns is not None and other.name != config.name:
+            ranges.append((other.userns, f"subhost {other.name} ({path})"))
+    for record in state.running():
+        if record.userns and record.name != config.name:
+            ids, _ = parse_userns(record.userns)
+            if ids is not None:
+                ranges.append((ids, f"running subhost {record.name}"))
+    return ranges
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _fstype(path: Path) -> str | None:
+    """The filesystem type of the mount ``path`` is on (by device number in mountinfo)."""
+    try:
+        dev = os.stat(path).st_dev
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == wanted and " - " in line:
+            return line.split(" - ", 1)[1].split()[0]
+    return None
+
+
+def _idmap_refusals(ids: IdRange, layers: list[tuple[str, Path]]
+                    ) -> list[tuple[str, Path, str]]:
+    """Each layer whose filesystem refuses ``MOUNT_ATTR_IDMAP``, and why: probed on a clone
+    that is closed again (as root only; others cannot tell)."""
+    if os.geteuid() != 0 or not layers:
+        return []
+    from overlay_boot.linux import userns
+
+    try:
+        userns_fd = userns.new_userns(ids)
+    except OSError as exc:
+        return [("USERNS", Path("/"), f"no user namespace can be made: {exc.strerror}")]
+    try:
+        return [(var, path, why) for var, path in layers
+                if (why := userns.probe_idmap(path, userns_fd))]
+    finally:
+        os.close(userns_fd)
 
 
 def vlan_supported(proc_net: Path = Path("/proc/net")) -> bool:

@@ -174,6 +174,12 @@ def in_subhost(name: str, work) -> None:
     leader = state.leader_process(record) if record and state.is_locked(name) else None
     if leader is None:
         raise SubhostError(f"subhost {name} is not running")
+    if record is not None and record.userns:
+        os.close(leader)
+        raise SubhostError(
+            f"subhost {name} runs in a user namespace of its own (USERNS={record.userns}): "
+            "overlay-share does not share into it (a share would show host ownership there); "
+            "give it a SHARE= line in its config, which is idmapped")
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()

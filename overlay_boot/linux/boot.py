@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from overlay_boot import log
 from overlay_boot.capabilities import Grant
-from overlay_boot.linux import confine, journal, libc, mounts
+from overlay_boot.linux import confine, journal, libc, mounts, userns
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -40,6 +40,7 @@ def spawn_subhost(
     journal_socket: Path | None = mounts.JOURNAL_DEV_LOG,
     keep_fds: Iterable[int] = (),
     hidden: Iterable[Path] = (),
+    userns_fd: int | None = None,
 ) -> int:
     """Fork PID 1 of the subhost ``config`` and return its PID (as seen from the host).
 
@@ -48,9 +49,12 @@ def spawn_subhost(
     rest from ``run_init``). ``hooks_env`` is added to the caller's environment for PREMOUNT
     and POSTMOUNT. Besides stdio, ``status_fd``, ``keep_fds`` and the log's ``LOG=`` file,
     every descriptor is closed in the child. ``hidden``: other subhosts' directories, masked
-    inside (``mounts.plan_inside``).
+    inside (``mounts.plan_inside``). ``userns_fd`` (USERNS=): the subhost's user namespace,
+    which owns the network namespace at ``netns_path`` (``netns.create_in_userns``).
     """
     keep = {0, 1, 2, status_fd, *keep_fds}
+    if userns_fd is not None:
+        keep.add(userns_fd)
     log_fd = log.extra_fd()  # LOG= file: PID 1 keeps writing to it
     if log_fd is not None:
         keep.add(log_fd)
@@ -66,7 +70,7 @@ def spawn_subhost(
             pid = os.fork()
             if pid == 0:
                 _pid1(config, Path(netns_path), status_fd, run_init, dict(hooks_env),
-                      journal_socket, keep, parent, tuple(hidden))
+                      journal_socket, keep, parent, tuple(hidden), userns_fd)
         finally:
             # In the parent only (the child never leaves _pid1): later children of the
             # supervisor (cables, hooks, overlay-go helpers) stay in the host PID namespace.
@@ -89,13 +93,16 @@ def _pid1(
     keep: set[int],
     parent: int,
     hidden: tuple[Path, ...],
+    userns_fd: int | None = None,
 ) -> NoReturn:
     """The forked child: set up, then become init. Never returns into the caller's stack."""
     code = 1
     try:
         try:
-            _prepare_process(keep, parent)
-            relay = _build_subhost(config, netns_path, hooks_env, journal_socket, hidden)
+            # With USERNS=, the supervisor's pidfd stays open until PID 1's ids are final.
+            _prepare_process(keep | ({parent} if userns_fd is not None else set()), parent)
+            relay = _build_subhost(config, netns_path, hooks_env, journal_socket, hidden,
+                                   userns_fd, parent)
             built = True
         except BaseException as exc:  # anything before init: report it and die
             message = _message(exc)
@@ -147,17 +154,30 @@ def _terminated(signum: int, _frame: object) -> None:
 def _build_subhost(
     config: Any, netns_path: Path, hooks_env: dict[str, str], journal_socket: Path | None,
     hidden: tuple[Path, ...] = (),
+    userns_fd: int | None = None,
+    parent: int = -1,
 ) -> journal.Relay | None:
     """The start steps of docs/ARCHITECTURE.md, in order, up to the pivot_root and the
-    confinement that every process of the subhost inherits from PID 1; the relay of the
-    subhost's /dev/log to the host's journal, where there is one."""
+    confinement that every process of the subhost inherits from PID 1; returns the relay of
+    the subhost's /dev/log to the host's journal, where there is one.
+
+    With USERNS= (``userns_fd``) the tree is built the same way by host root, in a mount
+    namespace of host root's (``linux/userns.py``); then PID 1 becomes root of the user
+    namespace and makes the namespaces the subhost's root acts on (mount, UTS, IPC, cgroup).
+    """
     name, live, upper = config.name, Path(config.live), Path(config.upper)
+    ids = config.userns if userns_fd is not None else None
 
     # Namespaces: the new PID namespace exists already (we are its PID 1); the network
     # namespace was made (and its cables) by the supervisor.
-    _step(f"unshare mount/UTS/IPC/cgroup namespaces of {name}", libc.unshare, _CHILD_NAMESPACES)
+    if ids is None:
+        _step(f"unshare mount/UTS/IPC/cgroup namespaces of {name}", libc.unshare,
+              _CHILD_NAMESPACES)
+    else:
+        _step(f"unshare a mount namespace to build {name} in", libc.unshare, libc.CLONE_NEWNS)
     _step(f"enter network namespace {netns_path}", _enter_netns, netns_path)
-    _step(f"set hostname {name}", libc.sethostname, name)
+    if ids is None:
+        _step(f"set hostname {name}", libc.sethostname, name)
     # Nothing mounted from here on may propagate back to the host.
     _step("make / recursively slave", libc.mount, None, "/", None, libc.MS_SLAVE | libc.MS_REC)
 
@@ -169,11 +189,13 @@ def _build_subhost(
     _step(f"write {upper}/etc/network/interfaces", mounts.write_default_interfaces,
           upper, name, config.cables)
 
-    for op in mounts.plan_root(config):
-        _step(op.describe(), op.execute, Path("/"))
-    inside = mounts.plan_inside(config, journal_socket, [PurePosixPath(p) for p in hidden])
-    for op in inside:
-        _step(f"{op.describe()} in {live}", op.execute, live)
+    with userns.MappedCreator(ids):  # nothing without USERNS=
+        for op in mounts.plan_root(config, userns_fd):
+            _step(op.describe(), op.execute, Path("/"))
+        inside = mounts.plan_inside(config, journal_socket, [PurePosixPath(p) for p in hidden],
+                                    userns_fd)
+        for op in inside:
+            _step(f"{op.describe()} in {live}", op.execute, live)
 
     if config.postmount:
         _run_hook("POSTMOUNT", config.postmount, [str(live), str(upper)], config, hooks_env,
@@ -183,11 +205,16 @@ def _build_subhost(
     if journal_socket is not None and journal_socket.exists():
         host_journal = journal.connect_host(str(journal_socket))  # reachable only until pivot
 
+    if ids is not None and userns_fd is not None:
+        _enter_userns(name, live, ids, userns_fd)
+        _still_supervised(parent)
+
     # Switch to LIVE. pivot_root(".", ".") stacks the old root on top of the new one; the
     # lazy unmount then drops the whole host tree from this mount namespace, so no path from
     # inside (not /proc/1/root either) leads back to the host's root. /proc is mounted in
     # LIVE already (plan_inside), as anything reading mountinfo afterwards needs it.
-    _step(f"chdir {live}", os.chdir, live)
+    if ids is None:  # with USERNS=, _enter_userns left us there
+        _step(f"chdir {live}", os.chdir, live)
     _step(f"pivot_root {live}", libc.pivot_root, ".", ".")
     _step(f"detach the host root from {live}", libc.umount2, ".", libc.MNT_DETACH)
     _step("chdir /", os.chdir, "/")
@@ -204,6 +231,46 @@ def _build_subhost(
     grant = getattr(config, "capabilities", None) or Grant()
     _step("confine the subhost (capabilities, seccomp)", confine.confine, grant, name)
     return relay
+
+
+def _enter_userns(name: str, live: Path, ids: Any, userns_fd: int) -> None:
+    """Become root of the subhost's user namespace; make its own mount, UTS, IPC and cgroup
+    namespaces. Every mount of the tree built so far is locked in the new mount namespace
+    (MNT_LOCKED: the masks stay, read-only stays read-only); LIVE itself too, and pivot_root
+    refuses a locked new root: a recursive bind of LIVE onto itself is one of our own.
+
+    LIVE is reached through the working directory only: root of the user namespace may not
+    pass through BASE (0700, host root's). Returns with the working directory at the root of
+    that bind."""
+    _step(f"chdir {live}", os.chdir, live)  # unshare moves it into the new mount namespace
+    _step(f"enter the user namespace of {name} (host ids {ids.base}..{ids.end - 1})",
+          userns.become_root, userns_fd)
+    os.close(userns_fd)
+    _step(f"unshare mount/UTS/IPC/cgroup namespaces of {name} in its user namespace",
+          libc.unshare, _CHILD_NAMESPACES)
+    _step(f"set hostname {name}", libc.sethostname, name)
+    _step(f"rbind {live} onto itself (a mount of the user namespace to pivot into)",
+          _bind_cwd_onto_itself)
+
+
+def _still_supervised(parent: int) -> None:
+    """Die with the supervisor again: any change of PID 1's ids (fsuid, the user namespace's
+    root) cleared its parent-death signal. ``parent``: the supervisor's pidfd (closed here)."""
+    try:
+        libc.set_pdeathsig(signal.SIGKILL)
+        if select.select([parent], [], [], 0)[0]:
+            raise StepError("the supervisor exited before PID 1 started")
+    finally:
+        os.close(parent)
+
+
+def _bind_cwd_onto_itself() -> None:
+    tree = libc.open_tree(".", libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE)
+    try:
+        libc.move_mount(tree, ".")
+        os.fchdir(tree)  # the root of the mount just attached
+    finally:
+        os.close(tree)
 
 
 def _step(what: str, func: Callable[..., object], *args: object) -> None:

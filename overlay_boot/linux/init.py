@@ -56,6 +56,9 @@ class InitSettings:
     log_fd: int | None = None  # LOG= file, lines copied there too
     stop_timeout: float = STOP_TIMEOUT  # per stop command, then it is killed
     control_fd: int | None = None  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
+    # USERNS=: PID 1 is in a user namespace where host root has no uid (it reads as the
+    # overflow uid, as a uid of the subhost may): a client is host root by being outside.
+    host_peers_unmapped: bool = False
 
 
 def find_command(name: str, path: str = SANE_PATH) -> str | None:
@@ -151,7 +154,8 @@ class _Init:
         if self.relay is not None:
             self.poller.register(self.relay.fileno(), select.POLLIN)
         if self.settings.control_fd is not None and self.settings.control_fd >= 0:
-            self.control = _Control(self.settings.control_fd, self.poller)
+            self.control = _Control(self.settings.control_fd, self.poller,
+                                    self.settings.host_peers_unmapped)
 
     # --- the event loop ---------------------------------------------------------------------
 
@@ -405,7 +409,9 @@ class _Control:
     and PID 1 sends ``{"exit": CODE}`` when it has reaped it.
     """
 
-    def __init__(self, listener_fd: int, poller: select.poll) -> None:
+    def __init__(self, listener_fd: int, poller: select.poll,
+                 host_peers_unmapped: bool = False) -> None:
+        self.host_peers_unmapped = host_peers_unmapped
         self.listener = socket.socket(fileno=listener_fd)
         self.listener.set_inheritable(False)
         self.listener.setblocking(False)
@@ -422,6 +428,18 @@ class _Control:
             self.serve(self.pending.pop(fd), stopping)
         elif fd in self.running:
             self.client_message(fd)
+
+    def from_host_root(self, conn: socket.socket) -> bool:
+        """Whether the client is host root. Without a user namespace: uid 0. With USERNS=,
+        host root has no uid here: the client must be outside the subhost's PID namespace
+        (pid 0 here); the socket's path is in host root's 0700 RUN_DIR, which nobody else
+        on the host reaches."""
+        pid, uid, _ = struct.unpack(
+            "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        )
+        if self.host_peers_unmapped:
+            return pid == 0
+        return uid == 0
 
     def accept(self) -> None:
         while True:
@@ -445,10 +463,7 @@ class _Control:
                 raise _Refused("")
             # Refused only now, after reading the request: closing a socket with unread data
             # would reset the connection before the client could read why.
-            _, uid, _ = struct.unpack(
-                "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-            )
-            if uid != 0:
+            if not self.from_host_root(conn):
                 raise _Refused("permission denied: only root may do this")
             if stopping:
                 raise _Refused("the subhost is stopping")

@@ -237,14 +237,14 @@ class _OpenHow(ctypes.Structure):
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
-                  propagation: int = 0) -> None:
+                  propagation: int = 0, userns_fd: int = 0) -> None:
     """mount_setattr(2): add (``attr_set``) or clear mount attributes, change propagation, of
     the mount at ``path`` (relative to ``dirfd``; "" with AT_EMPTY_PATH for the fd itself),
     with AT_RECURSIVE its whole tree. ``propagation``: MS_PRIVATE, MS_SLAVE, MS_SHARED,
     MS_UNBINDABLE, or 0 to leave it. Unlike a ``MS_REMOUNT|MS_BIND`` remount it leaves every
-    attribute not named as it was.
+    attribute not named as it was. ``userns_fd``: the user namespace of ``MOUNT_ATTR_IDMAP``.
     """
-    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
     args = (ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), _c_str(_fs(path)),
             ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(_libc.syscall(*args), "mount_setattr", path or _fd_name(dirfd))
@@ -318,3 +318,79 @@ def seccomp_filter(program: bytes) -> None:
     result = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
                          ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
     _check(result, "prctl", "PR_SET_SECCOMP")
+
+
+# --- the new mount API (fsopen/fsconfig/fsmount), fsuid/fsgid, securebits ------------------------
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 0x1
+FSMOUNT_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+PR_GET_SECUREBITS = 27
+PR_SET_SECUREBITS = 28
+SECBIT_NO_SETUID_FIXUP = 1 << 2
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsuid.restype = ctypes.c_int
+_libc.setfsgid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.restype = ctypes.c_int
+
+
+def fsopen(fstype: str) -> int:
+    """fsopen(2): a filesystem context (an fd) for ``fstype``."""
+    args = (ctypes.c_long(SYS_FSOPEN), _c_str(fstype.encode()), ctypes.c_uint(FSOPEN_CLOEXEC))
+    return _check(_libc.syscall(*args), "fsopen", fstype)
+
+
+def fsconfig(fsfd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    """fsconfig(2); a failure's message carries what the filesystem logged on ``fsfd``."""
+    args = (ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fsfd), ctypes.c_uint(cmd),
+            _c_str(None if key is None else key.encode()),
+            _c_str(None if value is None else os.fsencode(value)), ctypes.c_int(0))
+    if _libc.syscall(*args) == -1:
+        err = ctypes.get_errno()
+        said = fs_messages(fsfd)
+        raise OSError(err, f"fsconfig {key or cmd}: {os.strerror(err)}"
+                      + (f" ({said})" if said else ""))
+
+
+def fs_messages(fsfd: int) -> str:
+    """What the filesystem logged on its context ``fsfd`` (why a mount failed), one line."""
+    lines = []
+    while len(lines) < 16:
+        try:
+            lines.append(os.read(fsfd, 1024).decode("utf-8", "replace").strip())
+        except OSError:
+            break
+    return "; ".join(lines)
+
+
+def fsmount(fsfd: int, attr_flags: int = 0) -> int:
+    """fsmount(2): the created filesystem as a detached mount (an fd for move_mount)."""
+    args = (ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fsfd), ctypes.c_uint(FSMOUNT_CLOEXEC),
+            ctypes.c_uint(attr_flags))
+    return _check(_libc.syscall(*args), "fsmount", _fd_name(fsfd))
+
+
+def setfsuid(uid: int) -> None:
+    """setfsuid(2) (it reports no error: the caller holds CAP_SETUID)."""
+    _libc.setfsuid(uid)
+
+
+def setfsgid(gid: int) -> None:
+    _libc.setfsgid(gid)
+
+
+FSCONFIG_SET_FD = 5
+
+
+def fsconfig_fd(fsfd: int, key: str, fd: int) -> None:
+    """fsconfig(FSCONFIG_SET_FD): ``key`` is the file open as ``fd`` (overlay layers)."""
+    args = (ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fsfd), ctypes.c_uint(FSCONFIG_SET_FD),
+            _c_str(key.encode()), _c_str(None), ctypes.c_int(fd))
+    if _libc.syscall(*args) == -1:
+        err = ctypes.get_errno()
+        said = fs_messages(fsfd)
+        raise OSError(err, f"fsconfig {key}: {os.strerror(err)}" + (f" ({said})" if said else ""))

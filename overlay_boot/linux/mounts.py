@@ -205,11 +205,13 @@ class Bind:
     create: bool = False
     optional: bool = False
     note: str = ""
+    userns_fd: int = -1  # >= 0: idmapped with this user namespace (USERNS=)
 
     def describe(self) -> str:
         kind = "rbind" if self.recursive else "bind"
         extras = [w for w, on in (("read-only", self.attributes & libc.MOUNT_ATTR_RDONLY),
                                   ("nodev", self.attributes & libc.MOUNT_ATTR_NODEV),
+                                  ("idmapped", self.userns_fd >= 0),
                                   ("if both exist", self.optional),
                                   (self.note, bool(self.note))) if on]
         tail = f" ({', '.join(extras)})" if extras else ""
@@ -227,21 +229,85 @@ class Bind:
                     os.close(tree.open(self.target))
                 except OSError:
                     return
+            if self.userns_fd >= 0:
+                self._attach_idmapped(tree, create)
+                return
             flags = libc.MS_BIND | (libc.MS_REC if self.recursive else 0)
             _mount_on(tree, self.target, self.source, None, flags, create=create)
             if self.attributes:
                 _set_attributes(tree, self.target, self.attributes, self.recursive)
 
 
+    def _attach_idmapped(self, tree: _Tree, create: str | None) -> None:
+        """A clone of the source with the subhost's idmapping (host uid *k* is *k* inside)."""
+        from overlay_boot.linux import userns
+
+        try:
+            clone = userns.idmapped_tree(self.source, self.userns_fd)
+        except OSError as exc:
+            raise _os_error("idmap", self.source, exc) from None
+        try:
+            if self.attributes:
+                libc.mount_setattr(clone, "", libc.AT_EMPTY_PATH, attr_set=self.attributes)
+            try:
+                fd = tree.open(self.target, create)
+            except OSError as exc:
+                raise _os_error("open", tree.where(self.target), exc) from None
+            try:
+                userns.attach(clone, fd)
+            except OSError as exc:
+                raise _os_error("mount", tree.where(self.target), exc) from None
+            finally:
+                os.close(fd)
+        finally:
+            os.close(clone)
+
+
+@dataclass(frozen=True)
+class IdmappedOverlay:
+    """LIVE as an overlay over idmapped layers, created as BASE (USERNS=, ``linux/userns``);
+    ``nodev``. Execute as ``userns.MappedCreator(ids)``."""
+
+    target: PurePosixPath
+    name: str
+    lower: tuple[Path, ...]
+    upper: Path
+    work: Path
+    userns_fd: int
+
+    def describe(self) -> str:
+        layers = ":".join(str(p) for p in self.lower)
+        return (f"mount overlay {self.name} on {self.target} (lower {layers}, upper "
+                f"{self.upper}, work {self.work}, idmapped, nodev)")
+
+    def execute(self, root: Path) -> None:
+        from overlay_boot.linux import userns
+
+        with _Tree(root) as tree:
+            overlay = userns.overlay_tree(self.name, self.lower, self.upper, self.work,
+                                          self.userns_fd)
+            try:
+                fd = tree.open(self.target)
+                try:
+                    userns.attach(overlay, fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise _os_error("mount", tree.where(self.target), exc) from None
+            finally:
+                os.close(overlay)
+
+
 @dataclass(frozen=True)
 class MakeNode:
-    """A character device node, owned by root and ``gid``."""
+    """A character device node, owned by ``uid`` and ``gid``."""
 
     path: PurePosixPath
     major: int
     minor: int
     mode: int = 0o666
     gid: int = 0
+    uid: int = 0
 
     def describe(self) -> str:
         group = f", gid {self.gid}" if self.gid else ""
@@ -254,7 +320,7 @@ class MakeNode:
                 os.mknod(name, stat.S_IFCHR | self.mode, os.makedev(self.major, self.minor),
                          dir_fd=parent)
                 os.chmod(name, self.mode, dir_fd=parent)
-                os.chown(name, 0, self.gid, dir_fd=parent, follow_symlinks=False)
+                os.chown(name, self.uid, self.gid, dir_fd=parent, follow_symlinks=False)
             except OSError as exc:
                 raise _os_error("mknod", tree.where(self.path), exc) from None
             finally:
@@ -426,17 +492,28 @@ def _confined(config: Any) -> bool:
 
 
 def _kernel_interfaces_protected(config: Any) -> bool:
+    """Masks and read-only kernel interfaces: not for CAPABILITIES=all, nor for sys_admin,
+    which could undo them, unless USERNS=: there they are locked (MNT_LOCKED) in the user
+    namespace's mount namespace, and so stay whatever it may do."""
     grant = getattr(config, "capabilities", None)
-    return not (grant is not None and grant.kernel_interfaces_writable)
+    if grant is None or not grant.kernel_interfaces_writable:
+        return True
+    return getattr(config, "userns", None) is not None and not grant.everything
 
 
-def plan_root(config: Any) -> list[Op]:
+def plan_root(config: Any, userns_fd: int | None = None) -> list[Op]:
     """Make LIVE the subhost's root (SPEC §2.1); execute with ``root=Path("/")``.
 
     The root is ``nodev``: a device node the subhost finds in its tree (in LOWER, or planted
-    in UPPER) opens nothing; its own ``/dev`` is a tmpfs of its own.
+    in UPPER) opens nothing; its own ``/dev`` is a tmpfs of its own. With USERNS=
+    (``userns_fd``), only an overlay: over idmapped layers, always ``nodev``.
     """
     live = _p(config.live)
+    if userns_fd is not None:
+        if config.variant != "overlay":
+            raise ValueError(f"USERNS= needs an overlay root, not the {config.variant} variant")
+        return [IdmappedOverlay(live, config.name, tuple(config.lower), Path(config.upper),
+                                Path(config.work), userns_fd)]
     nodev = libc.MOUNT_ATTR_NODEV if _confined(config) else 0
     if config.variant == "overlay":
         options = overlay_options(config.lower, config.upper, config.work)
@@ -450,7 +527,13 @@ def plan_root(config: Any) -> list[Op]:
                  note="a mount point for pivot_root")]
 
 
-def _dev_plan() -> list[Op]:
+def _owner_options(owner: int) -> str:
+    """tmpfs options making its root directory ``owner``'s (root inside a USERNS= subhost)."""
+    return f"uid={owner},gid={owner}" if owner else ""
+
+
+def _dev_plan(owner: int = 0) -> list[Op]:
+    """``owner``: host uid/gid of root inside (BASE with USERNS=, else 0)."""
     dev = PurePosixPath("/dev")
     nodes = [
         ("null", 1, 3, 0o666, 0),
@@ -461,8 +544,10 @@ def _dev_plan() -> list[Op]:
         ("tty", 5, 0, 0o666, TTY_GID),
         ("console", 5, 1, 0o622, TTY_GID),
     ]
-    ops: list[Op] = [Tmpfs(dev, 0o755, "4M", flags=libc.MS_NOSUID | libc.MS_STRICTATIME)]
-    ops += [MakeNode(dev / n, major, minor, mode, gid) for n, major, minor, mode, gid in nodes]
+    ops: list[Op] = [Tmpfs(dev, 0o755, "4M", flags=libc.MS_NOSUID | libc.MS_STRICTATIME,
+                           extra=_owner_options(owner))]
+    ops += [MakeNode(dev / n, major, minor, mode, owner + gid, owner)
+            for n, major, minor, mode, gid in nodes]
     ops += [
         Symlink(dev / "ptmx", "pts/ptmx"),
         Symlink(dev / "fd", "/proc/self/fd"),
@@ -470,10 +555,10 @@ def _dev_plan() -> list[Op]:
         Symlink(dev / "stdout", "/proc/self/fd/1"),
         Symlink(dev / "stderr", "/proc/self/fd/2"),
         # Bounded like Docker's: without size= a tmpfs may take half the host's memory.
-        Tmpfs(dev / "shm", 0o1777, SHM_SIZE),
+        Tmpfs(dev / "shm", 0o1777, SHM_SIZE, extra=_owner_options(owner)),
         # max=: ptys of this instance are bounded too (kernel.pty.max is host-wide).
         Mount(dev / "pts", "devpts", "devpts",
-              f"newinstance,ptmxmode=0666,mode=620,gid={TTY_GID},max={PTY_MAX}",
+              f"newinstance,ptmxmode=0666,mode=620,gid={owner + TTY_GID},max={PTY_MAX}",
               libc.MS_NOSUID | libc.MS_NOEXEC),
     ]
     return ops
@@ -525,20 +610,24 @@ def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
 
 
 def plan_inside(config: Any, journal_socket: Path | None = None,
-                hidden: Iterable[PurePosixPath] = ()) -> list[Op]:
+                hidden: Iterable[PurePosixPath] = (), userns_fd: int | None = None) -> list[Op]:
     """What goes into LIVE (SPEC §3); execute with ``root=config.live`` after ``plan_root``.
 
     ``hidden``: host paths of other subhosts (their BASE, UPPER, WORK, LIVE), masked where
     they show in this subhost's tree (they lie in the host's root filesystem, its LOWER).
+    ``userns_fd`` (USERNS=): the tmpfs mounts belong to BASE, SHAREs are idmapped; execute
+    as ``userns.MappedCreator(ids)``, so that what is created belongs to BASE too.
     """
     kernel_fs = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
     protect = _kernel_interfaces_protected(config)
-    ops = _dev_plan()
+    ids = getattr(config, "userns", None) if userns_fd is not None else None
+    owner = ids.base if ids is not None else 0
+    ops = _dev_plan(owner)
     ops += _proc_plan(config)
     ops.append(Mount(_p("/sys"), "sysfs", "sysfs",
                      flags=kernel_fs | (libc.MS_RDONLY if protect else 0)))
     if config.ram_size is not None:
-        ops.append(Tmpfs(_p("/run"), 0o755, config.ram_size))
+        ops.append(Tmpfs(_p("/run"), 0o755, config.ram_size, extra=_owner_options(owner)))
         ops.append(MakeDir(_p("/run/lock"), 0o1777))
     # Read-only: it sets how the host's clock is read at its next boot.
     adjtime_attributes = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NODEV if protect else 0
@@ -560,7 +649,8 @@ def plan_inside(config: Any, journal_socket: Path | None = None,
             continue
         # Not recursive, as 1.6.4's `mount --bind`: mounts below the source stay outside.
         ops.append(Bind(Path(share.source), _p(share.target), create=True,
-                        attributes=_share_attributes(Path(share.source), config)))
+                        attributes=_share_attributes(Path(share.source), config),
+                        userns_fd=-1 if userns_fd is None else userns_fd))
     return ops
 
 
@@ -590,7 +680,8 @@ def write_default_interfaces(upper: Path, name: str, cables: Iterable[Any]) -> b
 
 
 __all__ = [
-    "JOURNAL_DEV_LOG", "Bind", "MakeDir", "MakeNode", "Mask", "Mount", "SelfBind",
-    "Symlink", "Tmpfs", "WriteFile", "interfaces_text", "overlay_options", "plan_inside",
+    "JOURNAL_DEV_LOG", "Bind", "IdmappedOverlay", "MakeDir", "MakeNode", "Mask", "Mount",
+    "SelfBind", "Symlink", "Tmpfs", "WriteFile", "interfaces_text", "overlay_options",
+    "plan_inside",
     "plan_root", "write_default_interfaces",
 ]

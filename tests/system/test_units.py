@@ -8,7 +8,10 @@ the box's scratch directory (an overlay upper can't be on the box's own overlay 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,6 +274,63 @@ def test_cables_are_built_by_the_shared_cable_service(box: SystemdBox,
     assert "eth0" in inside
     assert "without an answer" not in box.journal(subhosts.unit(name))
     box.run("systemctl", "stop", subhosts.unit(name))
+    assert subhosts.leftovers(name) == []
+
+
+def minimal_lower(dest: Path, programs: tuple[str, ...]) -> None:
+    """A root with PROGRAMS and the libraries they load, copied from this host (usr-merged):
+    the box's own root is an overlay, which cannot be a USERNS= layer."""
+    for top in ("bin", "sbin", "lib", "lib64"):
+        (dest / "usr" / top).mkdir(parents=True, exist_ok=True)
+        (dest / top).symlink_to(f"usr/{top}")
+    files = set(programs)
+    for program in programs:
+        ldd = subprocess.run(["ldd", program], capture_output=True, text=True, check=True)
+        files.update(word for line in ldd.stdout.splitlines() for word in line.split()
+                     if word.startswith("/"))
+    for path in files:
+        target = dest / "usr" / os.path.relpath(path, "/usr" if path.startswith("/usr/")
+                                                else "/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), target)
+    (dest / "etc").mkdir()
+    (dest / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (dest / "etc/group").write_text("root:x:0:\n")
+    (dest / "root").mkdir(mode=0o700)
+
+
+def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subhosts) -> None:
+    """USERNS=: the unit as it is starts it in its user namespace, with its cable (built by
+    the cable service into the network namespace the user namespace owns); stop is clean."""
+    ids = 65536 * (16 + secrets.randbelow(60000))
+    lower = box.scratch / f"lower-{secrets.token_hex(3)}"
+    minimal_lower(lower, ("/bin/sh", "/bin/cat", "/bin/hostname", "/sbin/ip"))
+    name, _ = subhosts.make(f"START=none\nCABLES= =\nUSERNS={ids}\nLOWER={lower}\n")
+    (box.scratch / name).chmod(0o700)
+    # The box's own root is an overlay: as LOWER (the default) it is refused before the start.
+    refused, _ = subhosts.make(f"START=none\nUSERNS={ids + 65536}\n")
+    (box.scratch / refused).chmod(0o700)
+    box.run("systemctl", "daemon-reload")
+    assert box.run("systemctl", "start", subhosts.unit(refused), check=False).returncode != 0
+    assert "LOWER / is on an overlay, which cannot be idmapped (USERNS=)" in box.journal(
+        subhosts.unit(refused), "cannot be idmapped")
+    assert subhosts.leftovers(refused) == []
+    unit = subhosts.unit(name)
+    started = box.run("systemctl", "start", unit, check=False)
+    assert started.returncode == 0, box.journal(unit)
+    assert subhosts.state(name) == "active"
+    inside = box.run("overlay-go", name, "--", "sh", "-c",
+                     "cat /proc/self/uid_map; ip link set eth0 up && echo eth0-up; hostname")
+    assert inside.stdout.split() == ["0", str(ids), "65536", "eth0-up", name], inside
+    record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+    assert record["userns"] == f"{ids}:65536"
+    deadline = time.monotonic() + 10  # registered with systemd-machined in the background
+    while name not in box.run("machinectl", "list", "--no-legend").stdout \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"Leader: {record['leader_pid']}" in box.run("machinectl", "status", name).stdout
+    box.run("systemctl", "stop", unit)
+    assert subhosts.state(name) == "inactive"
     assert subhosts.leftovers(name) == []
 
 
