@@ -72,6 +72,7 @@ _MOUNT_OPTION = re.compile(r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?")
 _SERVICE = re.compile(r"[A-Za-z0-9_.@+-]+")
 _MAC_OCTET = re.compile(r"[0-9A-Fa-f]{1,2}")
 _VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() takes "¹" too
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     if value in ("", "no"):
         return None, None
     base_text, colon, count_text = value.partition(":")
-    if not base_text.isdigit() or (colon and not count_text.isdigit()):
+    if not _DIGITS.fullmatch(base_text) or (colon and not _DIGITS.fullmatch(count_text)):
         return None, (f"{value!r} is not 'no' or BASE[:COUNT] (decimal host uid/gid BASE, "
                       "COUNT ids, 65536 by default)")
     ids = IdRange(int(base_text), int(count_text) if colon else 65536)

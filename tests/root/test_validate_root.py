@@ -76,7 +76,7 @@ def test_permissions_of_file_symlink_and_directories(tmp_path: Path) -> None:
     for d in ("live", "root", "work"):
         (tmp_path / "opt" / d).mkdir()
     real = tmp_path / "opt" / "v.conf"
-    real.write_text("BASE=.\n")
+    real.write_text(f"BASE={tmp_path / 'opt'}\n")  # (BASE=. would be the link's directory)
     real.chmod(0o600)
     links = tmp_path / "etc"
     links.mkdir()
