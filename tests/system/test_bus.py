@@ -217,8 +217,11 @@ def test_the_service_checks_the_caller_itself(box: SystemdBox, subhosts: Subhost
     lax = "/etc/dbus-1/system.d/zz-overlay-boot-test-lax.conf"
     reload = ("busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
               "org.freedesktop.DBus", "ReloadConfig")
-    box.write_file(lax, f'<busconfig><policy context="default">'
-                        f'<allow send_destination="{BUS}"/></policy></busconfig>\n')
+    # Put in place by a rename: the bus daemon reloads by itself when system.d changes, and
+    # must never read the file half-written (its ReloadConfig then fails).
+    box.write_file(f"{lax}.new", f'<busconfig><policy context="default">'
+                                 f'<allow send_destination="{BUS}"/></policy></busconfig>\n')
+    box.run("mv", f"{lax}.new", lax)
     try:
         box.run(*reload)
         # dbus-send, not busctl: busctl shows any AccessDenied as just "Access denied"
