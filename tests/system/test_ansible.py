@@ -17,6 +17,8 @@ from tests.ansible_runs import PLAYBOOKS, environment, recap
 from .box import SystemdBox
 from .subhosts import install
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def box(systemd_box: SystemdBox) -> SystemdBox:

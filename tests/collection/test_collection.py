@@ -1,0 +1,59 @@
+"""The Ansible collection overlayboot.subhosts (ansible/): `ansible-test sanity` with Debian 12's
+ansible-core 2.14 and with the current one from PyPI, and the galaxy build (`make collection`)
+installed and read back. The playbooks run in tests/system/test_ansible*.py.
+
+Sanity tests chosen for CI time (each needing its own virtualenv costs ~20 s on first use):
+everything with the current ansible-core except `changelog` (the collection keeps no
+changelog fragments); with 2.14 everything except `pylint`, `pep8` and `changelog` (the same
+code is linted by the current versions of those)."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.ansible_runs import COLLECTION, REPO, environment
+
+SKIPPED_SANITY = {"debian-2.14": ["changelog", "pylint", "pep8"], "pypi": ["changelog"]}
+
+
+@pytest.mark.parametrize("which", ["debian-2.14", "pypi"])
+def test_sanity(which: str) -> None:
+    skips = [arg for test in SKIPPED_SANITY[which] for arg in ("--skip-test", test)]
+    result = subprocess.run(
+        ["ansible-test", "sanity", "--python", "3.11", "--color", "no", *skips],
+        cwd=COLLECTION, env={**environment(which), "HOME": str(Path.home())},
+        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running sanity test")]
+    assert any('"validate-modules"' in line for line in ran), result.stdout
+    assert any('"import"' in line for line in ran), result.stdout
+
+
+def test_build_and_install(tmp_path: Path) -> None:
+    build = subprocess.run(["make", "-s", "-C", str(REPO), "collection",
+                            f"COLLECTION_OUT={tmp_path}"],
+                           env=environment("debian-2.14"), capture_output=True, text=True,
+                           timeout=300)
+    assert build.returncode == 0, build.stderr
+    [tarball] = tmp_path.glob("overlayboot-subhosts-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    assert {"plugins/modules/subhost.py", "plugins/connection/overlay_go.py",
+            "plugins/inventory/subhosts.py", "README.md", "MANIFEST.json"} <= names
+    assert not any(name.startswith("tests/output") for name in names)
+    for which in ("debian-2.14", "pypi"):
+        installed = tmp_path / which
+        env = {**environment(which), "ANSIBLE_COLLECTIONS_PATH": str(installed),
+               "ANSIBLE_COLLECTIONS_PATHS": str(installed)}
+        subprocess.run(["ansible-galaxy", "collection", "install", "--offline", "-p",
+                        str(installed), str(tarball)], env=env, check=True,
+                       capture_output=True, text=True, timeout=300)
+        for kind, plugin in (("module", "subhost"), ("connection", "overlay_go"),
+                             ("inventory", "subhosts")):
+            doc = subprocess.run(["ansible-doc", "-t", kind, f"overlayboot.subhosts.{plugin}"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+            assert doc.returncode == 0 and str(installed) in doc.stdout, doc.stderr
