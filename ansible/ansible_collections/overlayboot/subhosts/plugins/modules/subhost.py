@@ -338,12 +338,26 @@ def mounted_under(path):
     return found
 
 
+def purge_target(module, old):
+    """The BASE to remove with purge (None without purge), checked before anything changes."""
+    if not module.params['purge']:
+        return None
+    base = module.params['base'] or declared_base(old)
+    if not base:
+        return None
+    if not os.path.isabs(base):
+        module.fail_json(msg='cannot purge: BASE=%s of the configuration is not an absolute '
+                             'path; give the base option' % base)
+    if os.path.realpath(base) == '/':
+        module.fail_json(msg='refusing to purge base %s' % base)
+    return base
+
+
 def remove(module, name, result):
     path = config_path(name)
     unit = Unit(module, name)
     old = read_text(path)
-    exists = os.path.lexists(path)
-    base = module.params['base'] or declared_base(old)
+    base = purge_target(module, old)
     result['diff'] = {'before': old or '', 'after': '', 'before_header': path,
                       'after_header': path}
     if unit.is_active():
@@ -354,21 +368,18 @@ def remove(module, name, result):
         result['changed'] = True
         if not module.check_mode:
             unit.run('disable', unit.name)
-    if exists:
+    if os.path.lexists(path):
         result['changed'] = result['config_changed'] = True
         if not module.check_mode:
             os.unlink(path)
             unit.daemon_reload()
-    if module.params['purge'] and base:
-        if not os.path.isabs(base) or os.path.realpath(base) == '/':
-            module.fail_json(msg='refusing to purge base %r' % base)
-        if os.path.lexists(base):
-            result['changed'] = True
-            if not module.check_mode:
-                if mounted_under(base):
-                    module.fail_json(msg='not purging %s: still mounted: %s'
-                                         % (base, ', '.join(mounted_under(base))))
-                shutil.rmtree(base)
+    if base and os.path.lexists(base):
+        result['changed'] = True
+        if not module.check_mode:
+            if mounted_under(base):
+                module.fail_json(msg='not purging %s: still mounted: %s'
+                                     % (base, ', '.join(mounted_under(base))))
+            shutil.rmtree(base)
     result['active_state'] = 'inactive' if module.check_mode else unit.active_state()
     result['enabled'] = False
 
