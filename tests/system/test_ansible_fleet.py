@@ -49,7 +49,7 @@ class Fleet:
 
     def controller(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """ARGV run in the bridge's network namespace (the controller's), on the host."""
-        env = {**environment(WHICH), "HOME": "/root", "ANSIBLE_SSH_ARGS": self.ssh_options,
+        env = {**environment(WHICH), "HOME": str(Path.home()), "ANSIBLE_SSH_ARGS": self.ssh_options,
                "ANSIBLE_HOST_KEY_CHECKING": "True"}
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], env=env,
                               capture_output=True, text=True, timeout=timeout,
