@@ -2,13 +2,13 @@
 ansible-core 2.14 and with the current one from PyPI, and the galaxy build (`make collection`)
 installed and read back. The playbooks run in tests/system/test_ansible*.py.
 
-Sanity tests chosen for CI time: each test that needs a virtualenv of its own costs ~20 s the
-first time on this 2-CPU machine (ansible-test keeps them in ~/.ansible/test/venv; later runs
-take ~25 s for 2.14 and ~35 s for the current version in all). Both versions run the tests
-whose result depends on the ansible-core version (validate-modules, ansible-doc, import,
-compile, action-plugin-docs and the cheap text checks); the linters run once, with the current
-ansible-core (pylint, pep8, yamllint, runtime-metadata). Never run: changelog (the collection
-keeps no changelog fragments)."""
+Sanity tests chosen for CI time: each test that needs a virtualenv of its own costs ~20-30 s
+the first time on this 2-CPU machine (ansible-test keeps them in ~/.ansible/test/venv; later
+runs take ~20 s for 2.14 and ~35 s for the current version). The current ansible-core runs every
+test but changelog (the collection keeps no changelog fragments). 2.14 runs validate-modules
+(its own documentation and argument-spec schema), compile and the text checks; its import and
+ansible-doc checks are left to real use: the box tests load all three plugins with 2.14 and
+test_build_and_install reads their documentation with it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import pytest
 from tests.ansible_runs import COLLECTION, REPO, environment
 
 SKIPPED_SANITY = {
-    "debian-2.14": ["changelog", "pep8", "pylint", "yamllint", "runtime-metadata"],
+    "debian-2.14": ["changelog", "pep8", "pylint", "yamllint", "runtime-metadata", "import",
+                    "ansible-doc"],
     "pypi": ["changelog"],
 }
 
@@ -35,8 +36,11 @@ def test_sanity(which: str) -> None:
         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running sanity test")]
-    assert any('"validate-modules"' in line for line in ran), result.stdout
-    assert any('"import"' in line for line in ran), result.stdout
+    expected = {"validate-modules", "compile"}
+    if which == "pypi":
+        expected |= {"import", "pylint", "ansible-doc"}
+    for test in expected:
+        assert any(f'"{test}"' in line for line in ran), (test, result.stdout)
 
 
 def test_build_and_install(tmp_path: Path) -> None:
