@@ -136,9 +136,9 @@ def json_listing(records: list) -> str:
 
     One object per subhost, sorted by name: ``name``, ``state`` (``starting``, ``running``,
     ``stopping``, or ``stopped`` for a configured subhost that is not running), ``leader``
-    (host PID of its PID 1, or null), ``interfaces``, ``addresses``, ``config`` (path, or
-    null when no config declares it any more) and ``unit``. Configs are only listed, never
-    parsed (no ``!`` command runs).
+    (host PID of its PID 1, or null), ``interfaces``, ``addresses``, ``config`` (its path; for
+    a running subhost the one it was started from) and ``unit``. Configs are only listed,
+    never parsed (no ``!`` command runs).
     """
     import json
 
