@@ -12,6 +12,7 @@ test_build_and_install reads their documentation with it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 from pathlib import Path
@@ -67,3 +68,27 @@ def test_build_and_install(tmp_path: Path) -> None:
             doc = subprocess.run(["ansible-doc", "-t", kind, f"overlayboot.subhosts.{plugin}"],
                                  env=env, capture_output=True, text=True, timeout=120)
             assert doc.returncode == 0 and str(installed) in doc.stdout, doc.stderr
+
+
+BAD_INPUT = [
+    ({"name": "../etc", "base": "/x"}, "is not a valid subhost name"),
+    ({"name": "ok1", "base": "relative/dir"}, "is not an absolute path"),
+    ({"name": "ok1", "base": "/x", "config": {"NAME": "other"}}, "NAME is set by the name option"),
+    ({"name": "ok1", "base": "/x", "config": {"START": "a\nSHARE=/"}}, "must be one line"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_module_refuses_bad_input(tmp_path: Path, args: dict, message: str) -> None:
+    """The subhost module refuses bad arguments with one clear message, before it touches
+    anything (BASE is never created, no configuration written)."""
+    if "base" in args and args["base"].startswith("/"):
+        args = {**args, "base": str(tmp_path / "base")}
+    result = subprocess.run(
+        ["ansible", "localhost", "-c", "local", "-m", "overlayboot.subhosts.subhost",
+         "-a", json.dumps(args)], env=environment("debian-2.14"), cwd=tmp_path,
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout, result.stdout
+    assert not (tmp_path / "base").exists()
+    assert not Path(f"/etc/overlay-boot/{args['name']}.conf").exists()
