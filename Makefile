@@ -4,6 +4,7 @@
 #   make install   install into $(DESTDIR)$(PREFIX) for Debian's /usr/bin/python3
 #   make deb       build the Debian package into $(DEBDIR) (dpkg-buildpackage -us -uc -b)
 #   make soak      the long load run: 50 subhosts x 10 start/stop cycles through systemd
+#   make collection  build the Ansible collection overlayboot.subhosts into $(COLLECTION_OUT)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -39,15 +40,21 @@ SUBHOSTS_CONF ?= /etc/subhosts.conf
 # Compile the installed package to bytecode (the Debian package leaves that to dh_python3).
 COMPILE ?= yes
 DEBDIR ?= build/deb
+# The Ansible collection (ansible/ansible_collections/overlayboot/subhosts) and where its
+# galaxy tarball goes.
+ANSIBLE_GALAXY ?= ansible-galaxy
+COLLECTION_SRC := ansible/ansible_collections/overlayboot/subhosts
+COLLECTION_OUT ?= build/collection
 
 VENV := .venv
 PYTEST := $(VENV)/bin/python -m pytest
 COMMANDS := boot stop go diskfile share diff reset
 
-.PHONY: all setup lint check test-unit test-root test-system soak install uninstall deb demo bench clean
+.PHONY: all setup lint check test-unit test-root test-system soak install uninstall deb demo bench clean \
+	collection
 
 all:
-	@echo "targets: demo, check, install, uninstall, deb, bench"
+	@echo "targets: demo, check, install, uninstall, deb, bench, collection"
 
 setup:
 	./.ci/setup
@@ -150,6 +157,12 @@ uninstall:
 # staged or new and not ignored) with packaging/debian as debian/; see packaging/build-deb.
 deb:
 	packaging/build-deb $(DEBDIR)
+
+# ansible-galaxy keeps nothing of the build in the source (ansible-test's tests/output is
+# left out by galaxy.yml's build_ignore).
+collection:
+	mkdir -p $(COLLECTION_OUT)
+	$(ANSIBLE_GALAXY) collection build --force --output-path $(COLLECTION_OUT) $(COLLECTION_SRC)
 
 demo: setup
 	./demo/demo.sh

@@ -1,6 +1,7 @@
 """overlay-go: a shell or a command inside a running subhost.
 
     overlay-go                  list the running subhosts
+    overlay-go --json           list configured and running subhosts as JSON (for scripts)
     overlay-go NAME             an interactive login shell inside NAME (on a terminal of its own)
     overlay-go NAME -- CMD …    run CMD inside NAME; its exit status is returned
 
@@ -42,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: list[str]) -> int:
     if not args:
         return list_running()
+    if args == ["--json"]:
+        return list_running(as_json=True)
     if args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
     name, command = args[0], args[1:]
     if name.startswith("-"):
-        raise UsageError(f"unknown option {name}; usage: overlay-go [NAME [-- CMD ARGS…]]")
+        raise UsageError(f"unknown option {name}; usage: overlay-go [--json | NAME [-- CMD ARGS…]]")
     if command and command[0] == "--":
         command = command[1:]
         if not command:
@@ -156,10 +159,13 @@ def _supervised(name: str) -> bool:
     return state.read(name) is not None and state.is_locked(name)
 
 
-def list_running() -> int:
+def list_running(as_json: bool = False) -> int:
     from .. import state
 
     records = state.running()
+    if as_json:
+        print(json_listing(records))
+        return 0
     if not records:
         print("no subhost is running")
         return 0
@@ -171,6 +177,48 @@ def list_running() -> int:
             f"{' '.join(record.interfaces) or '-':<20} {addresses}"
         )
     return 0
+
+
+def json_listing(records: list) -> str:
+    """The running subhosts (RECORDS) and the configured ones that are not running, as JSON.
+
+    One object per subhost, sorted by name: ``name``, ``state`` (``starting``, ``running``,
+    ``stopping``, or ``stopped`` for a configured subhost that is not running), ``leader``
+    (host PID of its PID 1, or null), ``interfaces``, ``addresses``, ``config`` (its path; for
+    a running subhost the one it was started from) and ``unit``. Configs are only listed,
+    never parsed (no ``!`` command runs).
+    """
+    import json
+
+    entries: dict[str, dict[str, object]] = {}
+    for record in records:
+        entries[record.name] = {
+            "name": record.name, "state": record.state, "leader": record.leader_pid,
+            "interfaces": list(record.interfaces), "addresses": addresses_of(record.leader_pid),
+            "config": record.config or None, "unit": _unit_of(record.name),
+        }
+    for name, path in _configured():
+        entries.setdefault(name, {
+            "name": name, "state": "stopped", "leader": None, "interfaces": [],
+            "addresses": [], "config": path, "unit": _unit_of(name),
+        })
+    return json.dumps([entries[name] for name in sorted(entries)], indent=1)
+
+
+def _configured() -> list[tuple[str, str]]:
+    """(NAME, config path) of every config the generator would consider; unreadable lists and
+    unsafe names are left out (``overlay-boot --verify`` reports them)."""
+    from .. import discovery, naming
+
+    found = discovery.discover(problems=[])
+    named = [(discovery.declared_name(f.path), str(f.path)) for f in found]
+    return [(name, path) for name, path in named if naming.is_safe_instance(name)]
+
+
+def _unit_of(name: str) -> str:
+    from ..naming import unit_name
+
+    return unit_name(name)
 
 
 def addresses_of(pid: int) -> list[str]:
