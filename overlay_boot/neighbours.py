@@ -10,6 +10,7 @@ evaluated (a ``!`` path stays unknown and so unmasked: README, "Security model")
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import discovery, state
@@ -17,28 +18,46 @@ from overlay_boot.config import Config, load_config
 from overlay_boot.errors import ConfigError
 
 
-def other_subhost_dirs(config: Config) -> tuple[Path, ...]:
-    """BASE, UPPER, WORK and LIVE of every other known subhost, sorted, without duplicates."""
-    dirs: set[Path] = set()
+@dataclass(frozen=True)
+class Others:
+    """The other subhosts this host knows: configs (parsed, never evaluated: a `!` value stays
+    unknown) and the records of the running ones."""
+
+    configs: tuple[tuple[Config, Path], ...]  # (config, its path as listed)
+    records: tuple[state.Runtime, ...]
+
+
+def others(config: Config) -> Others:
+    """Every known subhost but ``config``'s: the configs systemd knows and the running ones."""
+    records = tuple(r for r in state.running() if r.name != config.name)
     paths: list[Path] = []
     try:
         paths += [found.path for found in discovery.discover(problems=[])]
     except OSError:
         pass
-    for record in state.running():
-        if record.name != config.name:
-            dirs.add(Path(record.root))
-            paths.append(Path(record.config))
-    own = _identity(config.path)
+    paths += [Path(r.config) for r in records]
+    seen = {_identity(config.path)}
+    configs: list[tuple[Config, Path]] = []
     for path in paths:
-        if _identity(path) == own:
+        key = _identity(path)
+        if key in seen:
             continue
+        seen.add(key)
         try:
             other = load_config(path, evaluate=False)
         except (ConfigError, OSError):
             continue
         if other.name != config.name:
-            dirs.update(p for p in (other.base, other.upper, other.work, other.live) if p)
+            configs.append((other, path))
+    return Others(tuple(configs), records)
+
+
+def other_subhost_dirs(config: Config) -> tuple[Path, ...]:
+    """BASE, UPPER, WORK and LIVE of every other known subhost, sorted, without duplicates."""
+    known = others(config)
+    dirs = {Path(r.root) for r in known.records}
+    for other, _ in known.configs:
+        dirs.update(p for p in (other.base, other.upper, other.work, other.live) if p)
     return tuple(sorted(dirs))
 
 

@@ -166,38 +166,17 @@ def _private_base_problem(base: Path) -> str | None:
 def _other_ranges(config: Config) -> list[tuple[IdRange, str]]:
     """USERNS ranges of the other known configs (parsed, never evaluated) and running
     subhosts, with where each comes from."""
-    from overlay_boot import discovery, state
-    from overlay_boot.config import load_config, parse_userns
+    from overlay_boot.config import parse_userns
+    from overlay_boot.neighbours import others
 
-    ranges: list[tuple[IdRange, str]] = []
-    own = _identity(config.path)
-    try:
-        paths = [found.path for found in discovery.discover(problems=[])]
-    except OSError:
-        paths = []
-    for path in paths:
-        if _identity(path) == own:
-            continue
-        try:
-            other = load_config(path, evaluate=False)
-        except (ConfigError, OSError):
-            continue
-        if other.userns is not None and other.name != config.name:
-            ranges.append((other.userns, f"subhost {other.name} ({path})"))
-    for record in state.running():
-        if record.userns and record.name != config.name:
-            ids, _ = parse_userns(record.userns)
-            if ids is not None:
-                ranges.append((ids, f"running subhost {record.name}"))
+    known = others(config)
+    ranges = [(other.userns, f"subhost {other.name} ({path})")
+              for other, path in known.configs if other.userns is not None]
+    for record in known.records:
+        ids, _ = parse_userns(record.userns) if record.userns else (None, None)
+        if ids is not None:
+            ranges.append((ids, f"running subhost {record.name}"))
     return ranges
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _fstype(path: Path) -> str | None:
