@@ -75,6 +75,16 @@ DEFAULT_MASK: tuple[str, ...] = (
 )
 
 
+class CommandFailed(subprocess.CalledProcessError):
+    """A command in the box failed; unlike its base class, says what it printed on stderr."""
+
+    def __str__(self) -> str:
+        err = self.stderr.decode(errors="replace") if isinstance(self.stderr, bytes) \
+            else (self.stderr or "")
+        tail = err.strip()[-2000:]
+        return super().__str__() + (f"\nstderr: {tail}" if tail else "")
+
+
 class BoxError(RuntimeError):
     """The box failed to boot or to stop; the message carries the tail of its console."""
 
@@ -416,7 +426,7 @@ class SystemdBox:
                 raise
         result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, out, err)
+            raise CommandFailed(result.returncode, argv, out, err)
         return result
 
     def systemctl(self, *args: str, **kwargs) -> subprocess.CompletedProcess:

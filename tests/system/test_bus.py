@@ -223,16 +223,24 @@ def test_the_service_checks_the_caller_itself(box: SystemdBox, subhosts: Subhost
                                  f'<allow send_destination="{BUS}"/></policy></busconfig>\n')
     box.run("mv", f"{lax}.new", lax)
     try:
-        box.run(*reload)
-        # dbus-send, not busctl: busctl shows any AccessDenied as just "Access denied"
-        refused = box.run(*NOBODY, "dbus-send", "--system", "--print-reply", f"--dest={BUS}",
-                          path_of(name), f"{SUBHOST_IFACE}.Stop", check=False)
+        # The bus daemon also reloads by itself when system.d changes, and an explicit reload
+        # that meets one of its own can fail: what counts is that the lax policy takes effect.
+        box.run(*reload, check=False)
+        deadline = time.monotonic() + 10
+        while True:
+            # dbus-send, not busctl: busctl shows any AccessDenied as just "Access denied"
+            refused = box.run(*NOBODY, "dbus-send", "--system", "--print-reply",
+                              f"--dest={BUS}", path_of(name), f"{SUBHOST_IFACE}.Stop",
+                              check=False)
+            if "caller uid" in refused.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert refused.returncode != 0
         assert "AccessDenied" in refused.stderr, refused.stderr
         assert "only root may call Stop (caller uid 65534)" in refused.stderr, refused.stderr
     finally:
         box.run("rm", "-f", lax)
-        box.run(*reload)
+        box.run(*reload, check=False)
     assert subhosts.state(name) == "active"
 
 
