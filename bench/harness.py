@@ -378,11 +378,6 @@ def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) ->
     return _paired((confined, unconfined), ("confined", "unconfined"), base_dir, reps)
 
 
-def cmd_userns(mapped: str, plain: str, base_dir: str, reps: int, kind: str = "ours") -> dict:
-    """A subhost with USERNS= and one without: what the user namespace adds to the start."""
-    return _paired((mapped, plain), ("userns", "default"), base_dir, reps, kind)
-
-
 def cmd_go(kind: str, name: str, base: str, reps: int) -> dict:
     k = KINDS[kind](name, base)
     k.start()
