@@ -53,12 +53,36 @@ def others(config: Config) -> Others:
 
 
 def other_subhost_dirs(config: Config) -> tuple[Path, ...]:
-    """BASE, UPPER, WORK and LIVE of every other known subhost, sorted, without duplicates."""
+    """Where BASE, UPPER, WORK and LIVE of every other known subhost show inside ``config``'s
+    subhost (paths inside its tree), sorted, without duplicates.
+
+    A directory shows inside only through a LOWER layer on its own file system (an overlay
+    layer does not include the mounts below it): ``/srv/b/root`` shows at ``/srv/b/root`` with
+    ``LOWER=/`` when /srv is no mount of its own, and not at all otherwise. Those that do not
+    show need no mask (and cost PID 1 nothing)."""
     known = others(config)
     dirs = {Path(r.root) for r in known.records}
     for other, _ in known.configs:
         dirs.update(p for p in (other.base, other.upper, other.work, other.live) if p)
-    return tuple(sorted(dirs))
+    own = [p for p in (config.base, config.upper, config.work, config.live) if p]
+    dirs = {d for d in dirs if not any(d == o or d in o.parents for o in own)}  # holds ours
+    layers = [(layer, _device(layer)) for layer in config.lower]
+    shown: set[Path] = set()
+    for path in dirs:
+        device = _device(path)
+        for layer, layer_device in layers:
+            if device is not None and device == layer_device and path.is_relative_to(layer):
+                shown.add(Path("/") / path.relative_to(layer))
+                break
+    # A mask on BASE hides the UPPER, WORK and LIVE inside it: one mount instead of four.
+    return tuple(sorted(p for p in shown if not any(a in shown for a in p.parents)))
+
+
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
