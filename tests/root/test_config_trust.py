@@ -181,17 +181,6 @@ def test_stop_and_share_by_config_run_nothing(tmp_path: Path) -> None:
     assert [m for m in markers if m.exists()] == []
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    tmp_path.chmod(0o755)
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        problems = lab.finish()
-    assert not problems, problems
-
-
 def test_stop_by_config_with_a_bang_name_uses_the_running_record(lab: Lab) -> None:
     """A `!` NAME is found from the running subhost started from that file; and with LOG=,
     a background start writes each line to it once."""

@@ -74,16 +74,24 @@ def hostile(lab: Lab) -> tuple[Lab, str, dict]:
     secret.write_text("other subhost's secret\n")
     assert lab.start(other).returncode == 0
 
-    conf = lab.config(f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n")
+    conf = lab.config(HOSTILE_CONFIG)
+    name = start_planted(lab, conf)
+    return lab, name, probe(lab, name, str(secret), PLANTED, LEFTOVER)
+
+
+HOSTILE_CONFIG = f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n"
+PLANTED = "/tmp/planted-null"  # inside the subhost
+
+
+def start_planted(lab: Lab, conf: Path) -> str:
+    """Plant a device node in CONF's UPPER from the host (the kernel's null device: harmless,
+    but any node would do), then start it; its NAME."""
     upper = conf.parent / "root"
     (upper / "tmp").mkdir()
-    # A host-side plant: the kernel's null device, harmless, but any node would do.
-    os.mknod(upper / "tmp/planted-null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(upper / PLANTED.lstrip("/"), stat.S_IFCHR | 0o666, os.makedev(1, 3))
     result = lab.start(conf)
     assert result.returncode == 0, result.stderr
-    name = conf.stem
-    results = probe(lab, name, str(secret), "/tmp/planted-null", LEFTOVER)
-    return lab, name, results
+    return conf.stem
 
 
 def test_every_known_way_out_is_refused(hostile: tuple[Lab, str, dict]) -> None:

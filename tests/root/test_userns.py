@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.root.test_hostile import DROPPED, LEFTOVER, REFUSED, bounding_set, probe
+from tests.root.test_hostile import (
+    DROPPED,
+    HOSTILE_CONFIG,
+    LEFTOVER,
+    PLANTED,
+    REFUSED,
+    bounding_set,
+    probe,
+    start_planted,
+)
 from tests.subhostkit import Lab, kill, wait_dead
 
 #: test_hostile's table; in the user namespace the kernel's own files are host root's, which
@@ -85,15 +94,10 @@ def hostile_userns(lab: Lab) -> tuple[Lab, str, dict]:
     secret.write_text("other subhost's secret\n")
     assert lab.start(other).returncode == 0
 
-    conf, base = userns_config(lab, f"START=none\nPREMOUNT=true; {LEFTOVER} & true\n")
-    upper = conf.parent / "root"
-    (upper / "tmp").mkdir()
-    os.mknod(upper / "tmp/planted-null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    result = lab.start(conf)
-    assert result.returncode == 0, result.stderr
-    name = conf.stem
+    conf, base = userns_config(lab, HOSTILE_CONFIG)
+    name = start_planted(lab, conf)
     assert_in_range(lab, name, base)
-    return lab, name, probe(lab, name, str(secret), "/tmp/planted-null", LEFTOVER)
+    return lab, name, probe(lab, name, str(secret), PLANTED, LEFTOVER)
 
 
 def test_known_ways_out_are_refused(hostile_userns: tuple[Lab, str, dict]) -> None:
