@@ -6,7 +6,9 @@ has its own PID, mount, UTS, IPC, cgroup and network namespaces, a private ``/de
 read-only sysfs of its own netns, a fresh cgroup2 hierarchy rooted in a cgroup of its own on
 the host, and its own system bus. ``scratch`` is a host directory bound into the box at the
 same path: overlayfs refuses an upper directory on the box's overlay root, so subhost BASE
-directories of tests go there.
+directories of tests go there. What the host has installed locally does not show: the box's
+``/usr/local`` starts empty, and local installs of the project's D-Bus policy and units in
+``/etc`` are hidden, so tests never depend on the host's own installs.
 
 Standard library only: usable from pytest fixtures and from plain scripts::
 
@@ -23,6 +25,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -73,6 +76,15 @@ DEFAULT_MASK: tuple[str, ...] = (
     # installed for the subhosts' use (tests run them inside subhosts, not in the box)
     "ssh.service", "rsyslog.service", "syslog.socket",
 )
+
+
+# What a local install of the project on the host (`make install`, `make demo`) put there
+# would shadow the box's own install or the Debian package installed in the box: the box's
+# /usr/local starts as Debian's empty skeleton (base-files', plus python3.X's dist-packages),
+# and these host files are whited out.
+LOCAL_SKELETON = ("bin", "etc", "games", "include", "lib", "sbin", "share", "share/man", "src")
+HIDDEN_HOST_FILES = ("etc/dbus-1/system.d/*overlay*", "etc/systemd/system/overlay-boot*",
+                     "etc/systemd/system/*.wants/overlay-boot*")
 
 
 class CommandFailed(subprocess.CalledProcessError):
@@ -309,6 +321,7 @@ class SystemdBox:
         for d in (self.upper, self.work, self.root, self.scratch):
             d.mkdir(parents=True, exist_ok=True)
         self._keep_host_tmp()
+        self._hide_local_installs()
         with self.console.open("a") as f:
             f.write(f"-- boot at {time.strftime('%Y-%m-%d %H:%M:%S')} --\n")
         if self._footprint is not None:
@@ -482,6 +495,31 @@ class SystemdBox:
         if not conf.is_symlink() and not conf.exists():
             conf.parent.mkdir(parents=True, exist_ok=True)
             conf.symlink_to("/dev/null")
+
+    def _hide_local_installs(self, host: Path = Path("/")) -> None:
+        """Keep what the host has installed locally out of the box (issue 14, item 9).
+
+        Written into the upper layer while the overlay is not mounted: /usr/local becomes an
+        opaque directory (the host's /usr/local does not show through; what the box itself
+        installs there on an earlier boot of the same state stays), and each file of
+        HIDDEN_HOST_FILES present on the host and not in the upper layer gets a whiteout.
+        """
+        local = self.upper / "usr/local"
+        local.mkdir(parents=True, exist_ok=True)
+        os.setxattr(local, "trusted.overlay.opaque", b"y")
+        for sub in LOCAL_SKELETON:
+            (local / sub).mkdir(exist_ok=True)
+        for site in host.glob("usr/local/lib/python3*/dist-packages"):
+            (local / site.relative_to(host / "usr/local")).mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(local / "man"):
+            (local / "man").symlink_to("share/man")
+        for pattern in HIDDEN_HOST_FILES:
+            for found in host.glob(pattern):
+                whiteout = self.upper / found.relative_to(host)
+                if whiteout.is_symlink() or whiteout.exists():
+                    continue
+                whiteout.parent.mkdir(parents=True, exist_ok=True)
+                os.mknod(whiteout, stat.S_IFCHR, os.makedev(0, 0))
 
     def _read_pid(self, deadline: float) -> int:
         assert self._launcher is not None and self._launcher.stdout is not None
