@@ -135,6 +135,12 @@ install:
 	    > $(DESTDIR)$(APTCONFDIR)/50overlay-boot || exit 1; \
 	fi
 
+# Directories of a PREFIX install that only it makes (deepest first): uninstall removes them
+# when empty, so that install + uninstall leave the host's file list as it was.
+LOCAL_DIRS = $(UNITDIR) $(GENERATORDIR) $(PREFIX)/lib/systemd \
+	$(DBUSSERVICEDIR) $(PREFIX)/share/dbus-1 $(BASHCOMPDIR) $(PREFIX)/share/bash-completion \
+	$(MANDIR)/man5 $(MANDIR)/man8
+
 uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(SBINDIR)/overlay-$$c; done
@@ -152,6 +158,13 @@ uninstall:
 	rm -f $(DESTDIR)$(APTCONFDIR)/50overlay-boot
 	! cmp -s etc/subhosts.conf $(DESTDIR)$(SUBHOSTS_CONF) || rm -f $(DESTDIR)$(SUBHOSTS_CONF)
 	-rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null
+	# The directories install made under PREFIX, when nothing else is in them (with
+	# PREFIX=/usr they are the system's own).
+	if [ "$(PREFIX)" != /usr ]; then \
+	  for d in $(LOCAL_DIRS); do \
+	    [ ! -d $(DESTDIR)$$d ] || rmdir --ignore-fail-on-non-empty $(DESTDIR)$$d || exit 1; \
+	  done; \
+	fi
 
 # The Debian package, built by dpkg-buildpackage from the files git knows (committed or
 # staged or new and not ignored) with packaging/debian as debian/; see packaging/build-deb.
