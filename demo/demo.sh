@@ -1,18 +1,73 @@
 #!/bin/bash
 # A demo subhost: install overlay-boot, start a subhost with a cable and one service, look
 # at it from inside, stop it, and show that nothing is left. Run as root (`make demo`).
+#
+# The demo leaves the host as it found it: at the end (also after a failure or Ctrl-C) it
+# stops what it started, runs `make uninstall` and removes the subhost directory and log it
+# made. Only what was there before stays: an overlay-boot already installed under PREFIX
+# (updated from this checkout, and said so at the end) or an existing DEMO_BASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAME=${DEMO_NAME:-obdemo}
 BASE=${DEMO_BASE:-/var/lib/overlay-boot-demo}
-SBIN=${DEMO_SBIN:-/usr/local/sbin}
+PREFIX=${PREFIX:-/usr/local}
+SBIN=${DEMO_SBIN:-$PREFIX/sbin}
+LOG_DIR=/var/log/overlay-boot
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+have_systemd() { [ -d /run/systemd/system ]; }
 
-step "install overlay-boot (make install, for Debian's /usr/bin/python3)"
-make -s install
+# What was there before the demo: kept at the end, everything else is removed.
+had_install=no; [ ! -e "$SBIN/overlay-boot" ] || had_install=yes
+had_base=no; [ ! -e "$BASE" ] || had_base=yes
+had_log_dir=no; [ ! -e "$LOG_DIR" ] || had_log_dir=yes
+had_log=no; [ ! -e "$LOG_DIR/$NAME.log" ] || had_log=yes
+started=no
+
+clean_up() {
+  status=$?
+  trap - EXIT INT TERM
+  set +e
+  step "clean up"
+  if [ "$started" = yes ]; then
+    "$SBIN/overlay-stop" "$BASE/$NAME.conf" >/dev/null 2>&1
+  fi
+  if [ "$had_base" = no ]; then
+    # never through a root or share that is still mounted (a failed stop)
+    if awk '{ print $5 }' /proc/self/mountinfo | grep -q -F -x -e "$BASE/live" \
+        -e "$BASE/live/hello"; then
+      echo "still mounted in $BASE/live: $BASE left in place" >&2
+    else
+      rm -rf "$BASE"
+    fi
+  fi
+  [ "$had_log" = yes ] || rm -f "$LOG_DIR/$NAME.log"
+  [ "$had_log_dir" = yes ] || rmdir "$LOG_DIR" 2>/dev/null
+  if [ "$had_install" = yes ]; then
+    echo "overlay-boot was installed in $PREFIX before the demo: kept, updated from this checkout."
+    echo "To remove it: make -C $PWD uninstall PREFIX=$PREFIX"
+  else
+    if have_systemd; then
+      # the shared services the demo's subhost started run from the files removed next
+      systemctl stop overlay-boot-bus.service overlay-boot-net.socket \
+        overlay-boot-net.service 2>/dev/null
+      systemctl reset-failed "overlay-boot@$NAME.service" 2>/dev/null
+    fi
+    make -s uninstall PREFIX="$PREFIX"
+    if have_systemd; then systemctl daemon-reload; fi
+    echo "removed what the demo installed (make uninstall PREFIX=$PREFIX) and $BASE:"
+    echo "the host is as the demo found it."
+  fi
+  exit "$status"
+}
+trap clean_up EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "install overlay-boot (make install PREFIX=$PREFIX, for Debian's /usr/bin/python3)"
+make -s install PREFIX="$PREFIX"
 
 step "a subhost directory: live/ root/ work/ and a config"
 mkdir -p "$BASE"/{live,root,work}
@@ -38,8 +93,8 @@ chmod 0644 "$BASE/$NAME.conf"
 show cat "$BASE/$NAME.conf"
 
 step "start it"
+started=yes
 show "$SBIN/overlay-boot" "$BASE/$NAME.conf"
-trap '"$SBIN/overlay-stop" "$BASE/$NAME.conf" >/dev/null 2>&1 || true' EXIT
 
 step "running subhosts"
 show "$SBIN/overlay-go"
@@ -60,9 +115,8 @@ show ip netns list
 show ip -br link show "${NAME}0"
 
 step "stop it"
-trap - EXIT
 show "$SBIN/overlay-stop" "$BASE/$NAME.conf"
+started=no
 printf 'left behind: netns %s, link %s\n' \
   "$([ -e "/run/netns/$NAME" ] && echo yes || echo no)" \
   "$([ -e "/sys/class/net/${NAME}0" ] && echo yes || echo no)"
-echo "(the subhost's files stay in $BASE/root; remove $BASE to forget it)"

@@ -472,6 +472,31 @@ class SystemdBox:
         except OSError:
             return ""
 
+    def changed_files(self, not_counted: Iterable[str] = ("var/log", "var/lib/systemd",
+                                                          "var/tmp", "tmp")) -> dict[str, str]:
+        """How the box's files differ from the host's: each path (relative to /) in the upper
+        layer with its kind, "directory", "whiteout" (a host file removed in the box) or
+        "file of N bytes". A directory that exists on the host too is no difference (the
+        overlay copies parents up when a file is made in them); the trees NOT_COUNTED (logs,
+        systemd's own state) are left out. Compare two of these to see what a command in the
+        box left behind."""
+        skip = {os.path.normpath(p) for p in not_counted}
+        host = Path("/")
+        found: dict[str, str] = {}
+        for top, dirs, files in os.walk(self.upper):
+            rel_top = os.path.relpath(top, self.upper)
+            dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_top, d)) not in skip]
+            for d in dirs:
+                rel = os.path.normpath(os.path.join(rel_top, d))
+                if (host / rel).is_symlink() or not (host / rel).is_dir():
+                    found[rel] = "directory"
+            for f in files:
+                rel = os.path.normpath(os.path.join(rel_top, f))
+                st = os.lstat(self.upper / rel)
+                whiteout = stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+                found[rel] = "whiteout" if whiteout else f"file of {st.st_size} bytes"
+        return found
+
     def leftovers(self) -> list[str]:
         """What the last boot left on the host: mounts, processes or netns binds of its
         namespaces, its cgroup. Empty when clean; works after destroy() too."""

@@ -1,0 +1,64 @@
+"""`make demo` leaves the host as it found it (issue 14, item 9), run for real in a booted box:
+the box's files are the same before and after the demo (its upper layer says what changed),
+and a local install that was there before is kept and named at the end with its remove
+command."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .box import SystemdBox
+from .subhosts import REPO
+
+pytestmark = pytest.mark.system
+
+DEMO = str(REPO / "demo" / "demo.sh")
+
+
+def run_demo(box: SystemdBox) -> subprocess.CompletedProcess:
+    # BASE on the scratch directory: an overlay upper can't be on the box's overlay root
+    result = box.run(DEMO, env={"DEMO_BASE": str(box.scratch / "demo")}, check=False,
+                     timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def running_units(box: SystemdBox) -> list[str]:
+    out = box.systemctl("list-units", "--plain", "--no-legend", "overlay-boot*").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def test_the_demo_leaves_the_box_as_it_found_it(systemd_box: SystemdBox) -> None:
+    box = systemd_box
+    before = box.changed_files()
+    out = run_demo(box).stdout
+    assert "\nobdemo\n" in out  # hostname inside
+    assert "\n200\n" in out  # the START service answered on the subhost's loopback
+    assert "left behind: netns no, link no" in out
+    assert "the host is as the demo found it." in out
+    after = box.changed_files()
+    left = sorted(p for p, kind in after.items() if before.get(p) != kind)
+    assert not left, f"the demo left: {left}"
+    assert sorted(p for p in before if p not in after) == []
+    assert not (box.scratch / "demo").exists()
+    assert running_units(box) == []
+    assert box.systemctl("cat", "overlay-boot@.service", check=False).returncode != 0
+    assert box.failed_units() == []
+
+
+def test_an_install_from_before_the_demo_is_kept_and_named(systemd_box: SystemdBox) -> None:
+    box = systemd_box
+    box.run("make", "-s", "-C", str(REPO), "install", timeout=180)
+    try:
+        before = box.changed_files()
+        out = run_demo(box).stdout
+        assert "overlay-boot was installed in /usr/local before the demo: kept" in out
+        assert f"To remove it: make -C {REPO} uninstall PREFIX=/usr/local" in out
+        after = box.changed_files()
+        assert sorted(p for p, kind in after.items() if before.get(p) != kind) == []
+        assert box.run("test", "-x", "/usr/local/sbin/overlay-boot").returncode == 0
+    finally:
+        box.run("make", "-s", "-C", str(REPO), "uninstall", timeout=180)
+        box.systemctl("daemon-reload")
