@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -375,3 +376,67 @@ def test_starting_and_stopping_states_during_slow_services(box: SystemdBox,
     gone = box.run("busctl", "get-property", BUS, path_of(name), SUBHOST_IFACE, "State",
                    check=False)
     assert gone.returncode != 0
+
+
+# -- a disk image as UPPER -----------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_nodes(box: SystemdBox) -> Iterator[None]:
+    """Loop device nodes in the box's private /dev (no udev there to make them); the ones
+    made here are removed at the end."""
+    made = box.run("sh", "-ec", """
+        if [ ! -e /dev/loop-control ]; then
+          mknod -m 0660 /dev/loop-control c 10 237; echo /dev/loop-control
+        fi
+        for i in $(seq 0 255); do
+          [ -e /dev/loop$i ] || { mknod -m 0660 /dev/loop$i b 7 $i; echo /dev/loop$i; }
+        done""").stdout.split()
+    try:
+        yield
+    finally:
+        if made:
+            box.run("rm", "-f", *made)
+
+
+def test_overlay_diskfile_as_upper(box: SystemdBox, leakcheck: list[str], subhosts: Subhosts,
+                                   loop_nodes: None) -> None:
+    """UPPER=!overlay-diskfile mnt/upper disk.img: the unit's `!` command mounts the image
+    (a loop device, allowed by the unit's device policy) and the subhost's files are written
+    into it. The image stays mounted after a stop (as in 1.6.4) and the next start uses that
+    mount; unmounting it releases the loop device."""
+    name, _ = subhosts.make("UPPER=!overlay-diskfile mnt/upper disk.img\nWORK=mnt/work\n"
+                            "START=none\n")
+    base = box.scratch / name
+    (base / "mnt").mkdir()
+    layout = base / "layout"
+    for sub in ("upper", "work"):
+        (layout / sub).mkdir(parents=True)
+    image = base / "disk.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(layout), str(image), "32M"],
+                   check=True, capture_output=True)
+    try:
+        start(box, subhosts, name, leakcheck)
+        source = box.run("findmnt", "-n", "-o", "SOURCE,FSTYPE", str(base / "mnt")).stdout
+        assert source.split()[0].startswith("/dev/loop") and source.split()[1] == "ext4", source
+        loop = source.split()[0]
+        backing = box.run("losetup", "-n", "-O", "BACK-FILE", loop).stdout.strip()
+        assert backing == str(image)
+        inside(box, name, "echo on-disk > /etc/e2e-disk")
+        assert not (base / "root/etc/e2e-disk").exists()
+        box.systemctl("stop", subhosts.unit(name), timeout=120)
+
+        # started again: the same mount, the file still there
+        box.systemctl("start", subhosts.unit(name), timeout=120)
+        assert inside(box, name, "cat /etc/e2e-disk") == "on-disk\n"
+        mounts = box.run("findmnt", "-n", "-o", "SOURCE", str(base / "mnt")).stdout.split()
+        assert mounts == [loop]
+        box.systemctl("stop", subhosts.unit(name), timeout=120)
+    finally:
+        box.run("umount", str(base / "mnt"), check=False)
+    # the file is in the image itself
+    out = subprocess.run(["debugfs", "-R", "cat /upper/etc/e2e-disk", str(image)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "on-disk\n"
+    eventually(lambda: str(image) not in box.run("losetup", "-a", check=False).stdout,
+               "the loop device released")
