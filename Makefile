@@ -1,5 +1,5 @@
 # overlay-boot — build, install, test.
-#   make demo      set up and run a demo subhost (as root)
+#   make demo      set up and run a demo subhost (as root); it removes what it installed at the end
 #   make check     set up everything and run all tests (as root)
 #   make install   install into $(DESTDIR)$(PREFIX) for Debian's /usr/bin/python3
 #   make deb       build the Debian package into $(DEBDIR) (dpkg-buildpackage -us -uc -b)
