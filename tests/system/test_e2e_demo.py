@@ -17,10 +17,10 @@ pytestmark = pytest.mark.system
 DEMO = str(REPO / "demo" / "demo.sh")
 
 
-def run_demo(box: SystemdBox) -> subprocess.CompletedProcess:
+def run_demo(box: SystemdBox, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # BASE on the scratch directory: an overlay upper can't be on the box's overlay root
-    result = box.run(DEMO, env={"DEMO_BASE": str(box.scratch / "demo")}, check=False,
-                     timeout=300)
+    result = box.run(DEMO, env={"DEMO_BASE": str(box.scratch / "demo"), **(env or {})},
+                     check=False, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -30,10 +30,16 @@ def running_units(box: SystemdBox) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def test_the_demo_leaves_the_box_as_it_found_it(systemd_box: SystemdBox) -> None:
+@pytest.mark.parametrize("how", ["systemd", "no systemd"])
+def test_the_demo_leaves_the_box_as_it_found_it(systemd_box: SystemdBox, how: str) -> None:
+    """Under systemd the subhost is its unit; without (as on a host without systemd) the
+    supervisor runs it directly and logs to /var/log/overlay-boot/NAME.log."""
     box = systemd_box
+    logs = "/var/log/overlay-boot"  # the host may have it (the box shows the host's /var)
+    logs_before = box.run("ls", "-A", logs, check=False).stdout
     before = box.changed_files()
-    out = run_demo(box).stdout
+    env = {"OVERLAY_BOOT_NO_SYSTEMD": "1"} if how == "no systemd" else {}
+    out = run_demo(box, env).stdout
     assert "\nobdemo\n" in out  # hostname inside
     assert "\n200\n" in out  # the START service answered on the subhost's loopback
     assert "left behind: netns no, link no" in out
@@ -43,6 +49,7 @@ def test_the_demo_leaves_the_box_as_it_found_it(systemd_box: SystemdBox) -> None
     assert not left, f"the demo left: {left}"
     assert sorted(p for p in before if p not in after) == []
     assert not (box.scratch / "demo").exists()
+    assert box.run("ls", "-A", logs, check=False).stdout == logs_before
     assert running_units(box) == []
     assert box.systemctl("cat", "overlay-boot@.service", check=False).returncode != 0
     assert box.failed_units() == []
