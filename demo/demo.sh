@@ -34,14 +34,15 @@ clean_up() {
   if [ "$started" = yes ]; then
     "$SBIN/overlay-stop" "$BASE/$NAME.conf" >/dev/null 2>&1
   fi
-  if [ "$had_base" = no ]; then
-    # never through a root or share that is still mounted (a failed stop)
-    if awk '{ print $5 }' /proc/self/mountinfo | grep -q -F -x -e "$BASE/live" \
-        -e "$BASE/live/hello"; then
-      echo "still mounted in $BASE/live: $BASE left in place" >&2
-    else
-      rm -rf "$BASE"
-    fi
+  left=""
+  if [ "$had_base" = yes ]; then
+    left="$BASE (there before the demo)"
+  elif awk '{ print $5 }' /proc/self/mountinfo | grep -q -F -x -e "$BASE/live" \
+      -e "$BASE/live/hello"; then
+    # never remove through a root or share that is still mounted (a failed stop)
+    left="$BASE (still mounted: stop the subhost, then rm -rf $BASE)"
+  else
+    rm -rf "$BASE"
   fi
   [ "$had_log" = yes ] || rm -f "$LOG_DIR/$NAME.log"
   [ "$had_log_dir" = yes ] || rmdir "$LOG_DIR" 2>/dev/null
@@ -57,8 +58,14 @@ clean_up() {
     fi
     make -s uninstall PREFIX="$PREFIX"
     if have_systemd; then systemctl daemon-reload; fi
-    echo "removed what the demo installed (make uninstall PREFIX=$PREFIX) and $BASE:"
-    echo "the host is as the demo found it."
+    echo "removed what the demo installed: make uninstall PREFIX=$PREFIX"
+  fi
+  if [ -n "$left" ]; then
+    echo "left in place: $left"
+  elif [ "$had_install" = no ]; then
+    echo "removed $BASE: the host is as the demo found it."
+  else
+    echo "removed $BASE."
   fi
   exit "$status"
 }

@@ -17,11 +17,12 @@ pytestmark = pytest.mark.system
 DEMO = str(REPO / "demo" / "demo.sh")
 
 
-def run_demo(box: SystemdBox, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_demo(box: SystemdBox, env: dict[str, str] | None = None,
+             status: int = 0) -> subprocess.CompletedProcess:
     # BASE on the scratch directory: an overlay upper can't be on the box's overlay root
     result = box.run(DEMO, env={"DEMO_BASE": str(box.scratch / "demo"), **(env or {})},
                      check=False, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode == 0) == (status == 0), result.stdout + result.stderr
     return result
 
 
@@ -69,3 +70,16 @@ def test_an_install_from_before_the_demo_is_kept_and_named(systemd_box: SystemdB
     finally:
         box.run("make", "-s", "-C", str(REPO), "uninstall", timeout=180)
         box.systemctl("daemon-reload")
+
+
+def test_a_failed_demo_cleans_up_too(systemd_box: SystemdBox) -> None:
+    """The subhost's start fails (a NAME with a blank is refused): the demo fails, and still
+    removes what it installed."""
+    box = systemd_box
+    before = box.changed_files()
+    result = run_demo(box, {"DEMO_NAME": "bad name"}, status=1)
+    assert "removed what the demo installed: make uninstall PREFIX=/usr/local" in result.stdout
+    assert "the host is as the demo found it." in result.stdout
+    after = box.changed_files()
+    assert sorted(p for p, kind in after.items() if before.get(p) != kind) == []
+    assert running_units(box) == []
