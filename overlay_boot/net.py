@@ -1,8 +1,8 @@
 """Virtual cables of a subhost (veth pairs, bridge ports, VLANs): what the supervisor calls.
 
 ``build_cables`` makes cables without VLANs, the common case, right here with raw rtnetlink
-(``rtnl``, standard library: well under a millisecond, no other process, nothing to start).
-VLANs need pyroute2, which this process never imports: the cables of a subhost with VLANs are
+(``rtnl``, standard library: no import, no other process, nothing to start). VLANs need
+pyroute2, which this process never imports: the cables of a subhost with VLANs are
 built by the shared, socket-activated cable service (``netd``, wire format in ``cablewire``)
 or, where that is not installed or not reachable, in a short-lived forked child
 (``pyroute_cables``). Host ends are made in the calling thread's netns.
@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from . import log, netns, rtnl
+from . import log, netns
 from .errors import SubhostError
 
 # The supervisor imports this module: no json, typing, shutil, subprocess or threading at run
@@ -47,7 +47,7 @@ def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]
         return
     try:
         build_plain(netns_name, cables)
-    except SubhostError as exc:
+    except (SubhostError, OSError) as exc:  # OSError: no netlink socket at all
         raise SubhostError(f"cables of subhost {netns_name}: {exc}") from exc
     ifup_unbridged(netns_name, cables, ())
 
@@ -61,6 +61,8 @@ def build_plain(netns_name: str, cables: Sequence[Cable]) -> None:
     subhost's own networking brings them up). On failure the host ends made so far are
     deleted (with their peers) and SubhostError names the step.
     """
+    from . import rtnl  # not loaded by the supervisors of subhosts without cables
+
     created: list[str] = []
     try:
         try:

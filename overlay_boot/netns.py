@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import rtnl, state
+from . import state
 from .errors import SubhostError
 from .linux import libc
 
@@ -269,6 +269,8 @@ def delete_links(ifnames: Iterable[str]) -> None:
 
     Deleting one end of a veth pair deletes both, and VLANs on it with them.
     """
+    from . import rtnl  # only a subhost with cables, or a crashed one, needs it
+
     with rtnl.Rtnl() as link:
         for ifname in ifnames:
             try:

@@ -3,8 +3,9 @@
 What the start path needs of netlink and nothing more: make a veth pair whose peer goes into
 another network namespace, set an interface's alias, master and IFF_UP, delete interfaces.
 Each request asks for an acknowledgement; a refusal is raised as OSError with the kernel's
-errno. Importing pyroute2 for these costs 100–300 ms; a request here costs well under 1 ms,
-so the supervisor makes plain cables itself (``net.build_cables``).
+errno. Importing pyroute2 for these costs 100–300 ms; here a veth pair costs what the kernel
+takes to make it (about a millisecond), so the supervisor makes plain cables itself
+(``net.build_plain``).
 """
 
 from __future__ import annotations

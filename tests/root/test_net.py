@@ -249,6 +249,20 @@ def test_failure_names_the_interface_and_rolls_back(python, builder, spaces):
     assert links(host) == ["lo"] and links(sub) == ["lo"]
 
 
+def test_an_existing_host_end_is_refused_and_rolled_back(python, builder, spaces):
+    """The second cable's host end exists already (made by someone else): the start fails
+    naming it, the first cable is removed again, the foreign link stays."""
+    sub, host = spaces
+    ip("link", "add", f"{sub}1", "type", "bridge", in_netns=host)
+    cables = [Cable(0, f"{sub}0", "eth0", None, None),
+              Cable(1, f"{sub}1", "eth1", None, None)]
+    result = build(python, sub, host, cables, check=False, builder=builder)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert (f"creating veth pair {sub}1 / eth1 (in netns {sub}): File exists "
+            "(the interface exists already)") in result.stdout
+    assert links(host) == ["lo", f"{sub}1"] and links(sub) == ["lo"]
+
+
 def test_removing_the_netns_removes_the_host_ends(python, spaces):
     sub, host = spaces
     ends = [f"{sub}0", f"{sub}1"]
