@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
 
+from ..root.test_netd import wait_for
 from .box import SystemdBox
 from .subhosts import Subhosts, install
 
@@ -44,15 +44,6 @@ def box(systemd_box: SystemdBox) -> Iterator[SystemdBox]:
 
 def state(box: SystemdBox, unit: str) -> str:
     return box.run("systemctl", "is-active", unit, check=False).stdout.strip()
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def ask_service(box: SystemdBox, name: str, index: int) -> str:
@@ -129,7 +120,7 @@ def test_service_lifetime_activated_idle_exit_activated_again(box: SystemdBox,
         host = json.loads(box.run("ip", "-j", "-d", "link", "show", "dev", f"{name}5").stdout)[0]
         assert host["ifalias"] == f"overlay-boot:{name}" and "UP" in host["flags"]
 
-        assert wait_for(lambda: state(box, NET) == "inactive"), "no idle exit"
+        assert wait_for(lambda: state(box, NET) == "inactive", 30), "no idle exit"
         assert state(box, SOCKET) == "active"
         assert box.run("systemctl", "show", "-P", "Result", NET).stdout.strip() == "success"
 
@@ -138,7 +129,7 @@ def test_service_lifetime_activated_idle_exit_activated_again(box: SystemdBox,
         assert wait_for(lambda: box.journal(NET).count(built) == 2, 10), box.journal(NET)
         box.run("systemctl", "stop", subhosts.unit(name))
         # the cables the service made went with the netns (the kernel takes a moment)
-        assert wait_for(lambda: subhosts.leftovers(name) == []), subhosts.leftovers(name)
+        assert wait_for(lambda: subhosts.leftovers(name) == [], 10), subhosts.leftovers(name)
     finally:
         box.run("rm", "-f", IDLE_DROPIN)
         box.run("systemctl", "daemon-reload")
