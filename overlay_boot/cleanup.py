@@ -62,9 +62,7 @@ def teardown(name: str, host_ifs: Sequence[str]) -> None:
     remaining = netns.wait_gone([i for i in host_ifs if netns.tagged(i, name)], timeout=3.0)
     ours = [i for i in remaining if netns.tagged(i, name)]
     if ours:
-        from . import net
-
-        net.remove_host_ends(ours)
+        netns.delete_links(ours)
     foreign = [i for i in host_ifs if (SYS_NET / i).exists() and not netns.tagged(i, name)]
     if foreign:
         log.warning(f"interfaces {', '.join(foreign)} exist but are not cable ends of subhost "

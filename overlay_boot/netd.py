@@ -6,17 +6,15 @@ pays it once for all subhosts: systemd starts it on the first request to its soc
 seconds (default 30) without requests; the listening socket stays with systemd, so a request
 arriving meanwhile waits in its queue and starts the service again.
 
-Protocol (``AF_UNIX``, ``SOCK_SEQPACKET``, only uid 0, checked with ``SO_PEERCRED``): one
-request per connection, one message: JSON ``{"netns": NAME, "cables": [...], "vlans": [...]}``
-(``Cable``/``Vlan`` of ``config.py`` as objects, see ``net.encode_request``) with, as
-``SCM_RIGHTS``, the client's network namespace, where the host ends are made. The answer is
-``{"ok": true}`` or ``{"ok": false, "error": "..."}``. Requests are served one at a time: each
-takes a few milliseconds. ``ifup`` is left to the client (see ``net.build_cables_in_child``).
+Since plain cables are made by the supervisor itself (``net.build_plain``, stdlib rtnetlink),
+only subhosts with VLANs ask it; so they alone pay its start. Requests and answers are the
+messages of ``cablewire``; only uid 0 is served (``SO_PEERCRED``). Requests are served one at
+a time: each takes a few milliseconds. ``ifup`` is left to the client (see
+``net.build_through_service``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
@@ -24,28 +22,15 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
-from types import NoneType
-from typing import Any
 
-from . import log, net, netns
+from . import log, netns, pyroute_cables
+from .cablewire import BadRequest, decode_request, encode_answer
 from .config import Cable, Vlan
 from .errors import SubhostError
 
 LISTEN_FDS_START = 3
 IDLE_SECONDS = 30.0
 RECEIVE_TIMEOUT = 5.0  # a client that connected but sends nothing holds up the others
-
-_CABLE_FIELDS: dict[str, tuple[type, ...]] = {
-    "index": (int,), "host_if": (str,), "sub_if": (str,), "bridge": (str, NoneType),
-    "mac": (str, NoneType), "line": (int, NoneType)}
-_VLAN_FIELDS: dict[str, tuple[type, ...]] = {
-    "cable_index": (int,), "tag": (int,), "host_if": (str,), "sub_if": (str,),
-    "bridge": (str, NoneType), "line": (int, NoneType)}
-
-
-class BadRequest(Exception):
-    """The request cannot be understood; nothing was done."""
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     log.configure(tag="overlay-boot-net")
@@ -62,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error(str(exc))
         return 1
     started = time.monotonic()
-    net._iproute_class(fast=True)
+    pyroute_cables.load_iproute()
     log.debug(f"pyroute2 loaded in {(time.monotonic() - started) * 1000:.0f} ms")
     serve(listener, idle)
     return 0
@@ -117,87 +102,49 @@ def handle(conn: socket.socket) -> None:
         if uid != 0:
             log.warning(f"refused a request of uid {uid} (pid {pid}): only root may build "
                         "cables")
-            answer = {"ok": False, "error": "permission denied: only root may build cables"}
+            answer = "permission denied: only root may build cables"
         else:
             answer = _serve_request(data, fds, pid)
     finally:
         for fd in fds:
             os.close(fd)
-    _answer(conn, answer)
+    conn.send(encode_answer(answer))
 
 
-def _serve_request(data: bytes, fds: list[int], pid: int) -> dict[str, Any]:
+def _serve_request(data: bytes, fds: list[int], pid: int) -> str | None:
+    """Build what DATA asks for; None on success, else the error to answer."""
     started = time.monotonic()
     try:
         name, cables, vlans = decode_request(data)
+        if not netns.exists(name):
+            raise BadRequest(f"there is no network namespace {name} ({netns.path(name)})")
         if len(fds) != 1:
             raise BadRequest("expected the client's network namespace as the one file "
                              f"descriptor (SCM_RIGHTS), got {len(fds)}")
     except BadRequest as exc:
         log.warning(f"bad request from pid {pid}: {exc}")
-        return {"ok": False, "error": f"bad request: {exc}"}
+        return f"bad request: {exc}"
     try:
         build_in(fds[0], name, cables, vlans)
     except SubhostError as exc:
         log.warning(f"cables of subhost {name}: {exc}")
-        return {"ok": False, "error": str(exc)}
+        return str(exc)
     except Exception as exc:  # an unexpected failure must not end the service for others
         log.error(f"cables of subhost {name}: {type(exc).__name__}: {exc}")
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return f"{type(exc).__name__}: {exc}"
     log.info(f"cables of subhost {name} built ({len(cables)} cables, {len(vlans)} VLANs) "
              f"in {(time.monotonic() - started) * 1000:.0f} ms")
-    return {"ok": True}
+    return None
 
 
 def build_in(ns_fd: int, name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> None:
-    """``net.build_cables`` in the client's network namespace NS_FD (the service itself stays
-    where it is)."""
+    """``pyroute_cables.build`` in the client's network namespace NS_FD (the service itself
+    stays where it is)."""
     netns.in_thread(
         ns_fd,
-        lambda: net.build_cables(name, cables, vlans, ifup=False, _fast_import=True),
+        lambda: pyroute_cables.build(name, cables, vlans, ifup=False),
         "entering the client's network namespace",
     )
-
-
-def decode_request(data: bytes) -> tuple[str, list[Cable], list[Vlan]]:
-    """(netns name, cables, VLANs) of a request; BadRequest says what is wrong with it."""
-    try:
-        request = json.loads(data)
-    except ValueError as exc:
-        raise BadRequest(f"not JSON: {exc}") from None
-    if not isinstance(request, dict) or set(request) != {"netns", "cables", "vlans"}:
-        raise BadRequest('expected an object with "netns", "cables" and "vlans"')
-    name = request["netns"]
-    if (not isinstance(name, str) or not name or "/" in name or "\0" in name
-            or name in (".", "..") or len(name) > 255):
-        raise BadRequest(f"bad network namespace name {name!r}")
-    if not netns.exists(name):
-        raise BadRequest(f"there is no network namespace {name} ({netns.path(name)})")
-    cables = [Cable(**_fields(item, _CABLE_FIELDS, "cable")) for item in
-              _list(request["cables"], "cables")]
-    vlans = [Vlan(**_fields(item, _VLAN_FIELDS, "VLAN")) for item in
-             _list(request["vlans"], "vlans")]
-    return name, cables, vlans
-
-
-def _list(value: object, what: str) -> list[object]:
-    if not isinstance(value, list):
-        raise BadRequest(f'"{what}" must be a list')
-    return value
-
-
-def _fields(item: object, spec: dict[str, tuple[type, ...]], what: str) -> dict[str, Any]:
-    if not isinstance(item, dict) or set(item) != set(spec):
-        raise BadRequest(f"a {what} must be an object with exactly {', '.join(spec)}")
-    for key, types in spec.items():
-        value = item[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise BadRequest(f"{what} field {key}: unexpected {type(value).__name__}")
-    return item
-
-
-def _answer(conn: socket.socket, answer: dict[str, Any]) -> None:
-    conn.send(json.dumps(answer).encode())
 
 
 if __name__ == "__main__":

@@ -39,13 +39,6 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
-_NETLINK_ROUTE = 0
-_RTM_DELLINK = 17
-_NLM_F_REQUEST = 0x1
-_NLM_F_ACK = 0x4
-_NLMSG_ERROR = 2
-_IFLA_IFNAME = 3
-
 
 def setns(fd: int) -> None:
     """Enter the network namespace FD (this thread only)."""
@@ -276,13 +269,16 @@ def delete_links(ifnames: Iterable[str]) -> None:
 
     Deleting one end of a veth pair deletes both, and VLANs on it with them.
     """
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       _NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        for seq, ifname in enumerate(ifnames, start=1):
-            err = _rtnl_request(sock, seq, _RTM_DELLINK, ifname)
-            if err not in (0, errno.ENODEV):
-                raise SubhostError(f"cannot delete interface {ifname}: {os.strerror(err)}")
+    from . import rtnl  # only a subhost with cables, or a crashed one, needs it
+
+    with rtnl.Rtnl() as link:
+        for ifname in ifnames:
+            try:
+                link.delete(ifname)
+            except OSError as exc:
+                if exc.errno != errno.ENODEV:
+                    raise SubhostError(f"cannot delete interface {ifname}: "
+                                       f"{exc.strerror}") from exc
 
 
 def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
@@ -390,24 +386,6 @@ def _unlink(target: Path) -> None:
         pass
     except OSError as exc:
         raise SubhostError(f"cannot remove {target}: {exc}") from exc
-
-
-def _rtnl_request(sock: socket.socket, seq: int, msg_type: int, ifname: str) -> int:
-    """Send one link request naming IFNAME; return the kernel's errno (0 on success)."""
-    name = ifname.encode() + b"\0"
-    attr = struct.pack("HH", 4 + len(name), _IFLA_IFNAME) + name
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr
-    header = struct.pack("IHHII", 16 + len(body), msg_type, _NLM_F_REQUEST | _NLM_F_ACK, seq, 0)
-    sock.send(header + body)
-    while True:
-        data = sock.recv(65536)
-        offset = 0
-        while offset + 16 <= len(data):
-            length, kind, _, rseq, _ = struct.unpack_from("IHHII", data, offset)
-            if kind == _NLMSG_ERROR and rseq == seq:
-                return -struct.unpack_from("i", data, offset + 16)[0]
-            offset += max(16, (length + 3) & ~3)
 
 
 def in_thread(ns_fd: int, func: Callable[[], None], what: str) -> None:

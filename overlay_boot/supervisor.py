@@ -148,7 +148,7 @@ class Supervisor:
             self._status("Building cables")
             from . import net
 
-            net.build_cables_in_child(config.name, config.cables, config.vlans)
+            net.build_cables(config.name, config.cables, config.vlans)
         self._check_stop()
 
         init_script = run_init_command(config) if config.init is not None else None

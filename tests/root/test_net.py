@@ -1,5 +1,6 @@
-"""netns.py and net.py on the real kernel, with both interpreters the project supports:
-the venv's (PyPI pyroute2 0.9.x) and Debian's /usr/bin/python3 (python3-pyroute2 0.7.2).
+"""netns.py, net.py and pyroute_cables.py on the real kernel, with both interpreters the
+project supports: the venv's (PyPI pyroute2 0.9.x) and Debian's /usr/bin/python3
+(python3-pyroute2 0.7.2).
 
 Each test runs the code under test in a subprocess of the interpreter. Cables are built from
 inside a second namespace the test makes (``ip netns exec HOSTNS …``), standing in for the
@@ -30,7 +31,7 @@ INTERPRETERS = {
 }
 PRELUDE = """\
 import json, sys
-from overlay_boot import net, netns
+from overlay_boot import net, netns, pyroute_cables
 from overlay_boot.config import Cable, Vlan
 from overlay_boot.errors import SubhostError
 """
@@ -97,12 +98,21 @@ def spaces():
         netns.remove(host)
 
 
+# The supervisor's call (plain cables in-process with stdlib rtnetlink, VLANs through the
+# service or a forked child) and the pyroute2 builder the service and that child run.
+BUILDERS = {"net": "net.build_cables", "pyroute2": "pyroute_cables.build"}
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def builder(request) -> str:
+    return request.param
+
+
 def build(python: str, sub: str, host: str, cables, vlans=(), check: bool = True,
-          in_child: bool = True):
-    """build_cables_in_child() (or build_cables() in-process) run by PYTHON inside HOST."""
-    call = "build_cables_in_child" if in_child else "build_cables"
+          builder: str = "net"):
+    """BUILDERS[BUILDER] run by PYTHON inside HOST; only "pyroute2" may import pyroute2."""
     code = (f"try:\n"
-            f"    net.{call}({sub!r}, {list(cables)!r}, {list(vlans)!r})\n"
+            f"    {BUILDERS[builder]}({sub!r}, {list(cables)!r}, {list(vlans)!r})\n"
             f"except SubhostError as exc:\n"
             f"    print('ERROR', exc)\n"
             f"    sys.exit(3)\n"
@@ -110,7 +120,7 @@ def build(python: str, sub: str, host: str, cables, vlans=(), check: bool = True
     result = run_py(python, code, in_netns=host, check=False)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"pyroute2 in parent: {not in_child}" in result.stdout
+        assert f"pyroute2 in parent: {builder == 'pyroute2'}" in result.stdout
     return result
 
 
@@ -163,20 +173,20 @@ def test_remove_is_clean_and_idempotent(python):
 
 def test_child_imports_iproute_without_the_package_init(python):
     """The child's fast path really is taken (it saves ~50-100 ms) and yields IPRoute."""
-    out = run_py(python, "cls = net._iproute_class(fast=True)\n"
+    out = run_py(python, "cls = pyroute_cables.load_iproute()\n"
                          "print(cls.__name__, sorted({m.split('.')[1] for m in sys.modules\n"
                          "      if m.startswith('pyroute2.')} & {'ndb', 'ipdb', 'conntrack'}))"
                  ).stdout
     assert out.strip() == "IPRoute []"
 
 
-def test_bridged_cable_with_mac_carries_traffic(python, spaces):
+def test_bridged_cable_with_mac_carries_traffic(python, builder, spaces):
     sub, host = spaces
     bridge = _unique("tbr", 4)
     ip("link", "add", bridge, "type", "bridge", in_netns=host)
     cables = [Cable(0, f"{sub}0", "eth0", bridge, "02:5e:10:21:32:43"),
               Cable(1, f"{sub}1", "eth1", None, None)]
-    build(python, sub, host, cables)
+    build(python, sub, host, cables, builder=builder)
 
     assert links(sub) == ["lo", "eth0", "eth1"]
     assert link("eth0", sub)["address"] == "02:5e:10:21:32:43"
@@ -229,14 +239,28 @@ def test_vlan_cable(python, spaces):
     assert ping.returncode == 0, ping.stdout + ping.stderr
 
 
-def test_failure_names_the_interface_and_rolls_back(python, spaces):
+def test_failure_names_the_interface_and_rolls_back(python, builder, spaces):
     sub, host = spaces
     cables = [Cable(0, f"{sub}0", "eth0", None, None),
               Cable(1, f"{sub}1", "eth1", "tnobr", None)]
-    result = build(python, sub, host, cables, check=False)
+    result = build(python, sub, host, cables, check=False, builder=builder)
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"adding {sub}1 to bridge tnobr: bridge tnobr does not exist" in result.stdout
     assert links(host) == ["lo"] and links(sub) == ["lo"]
+
+
+def test_an_existing_host_end_is_refused_and_rolled_back(python, builder, spaces):
+    """The second cable's host end exists already (made by someone else): the start fails
+    naming it, the first cable is removed again, the foreign link stays."""
+    sub, host = spaces
+    ip("link", "add", f"{sub}1", "type", "bridge", in_netns=host)
+    cables = [Cable(0, f"{sub}0", "eth0", None, None),
+              Cable(1, f"{sub}1", "eth1", None, None)]
+    result = build(python, sub, host, cables, check=False, builder=builder)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert (f"creating veth pair {sub}1 / eth1 (in netns {sub}): File exists "
+            "(the interface exists already)") in result.stdout
+    assert links(host) == ["lo", f"{sub}1"] and links(sub) == ["lo"]
 
 
 def test_removing_the_netns_removes_the_host_ends(python, spaces):
@@ -254,12 +278,12 @@ def test_removing_the_netns_removes_the_host_ends(python, spaces):
     assert links(host) == ["lo"]
 
 
-def test_remove_host_ends(python, spaces):
+def test_delete_links(python, spaces):
     sub, host = spaces
-    build(python, sub, host, [Cable(0, f"{sub}0", "eth0", None, None)], in_child=False)
+    build(python, sub, host, [Cable(0, f"{sub}0", "eth0", None, None)], builder="pyroute2")
     assert links(sub) == ["lo", "eth0"]
-    run_py(python, f"net.remove_host_ends([{sub + '0'!r}, 'tnone0'])\n"
-                   f"net.remove_host_ends([{sub + '0'!r}])\n"
+    run_py(python, f"netns.delete_links([{sub + '0'!r}, 'tnone0'])\n"
+                   f"netns.delete_links([{sub + '0'!r}])\n"
                    f"assert not any(m.startswith('pyroute2') for m in sys.modules)",
            in_netns=host)
     assert links(host) == ["lo"] and links(sub) == ["lo"]

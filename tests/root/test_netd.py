@@ -1,5 +1,6 @@
-"""The shared cable service (overlay_boot.netd) and its client (net.build_cables_in_child) on
-the real kernel, with both interpreters the project supports.
+"""The shared cable service (overlay_boot.netd) and its client (net.build_through_service,
+what the supervisor uses for subhosts with VLANs) on the real kernel, with both interpreters
+the project supports.
 
 The service is started as systemd would start it: a listening socket the test made, passed as
 fd 3 with LISTEN_FDS/LISTEN_PID. The client runs inside a stand-in host netns the test made
@@ -45,7 +46,7 @@ from overlay_boot import net
 from overlay_boot.config import Cable, Vlan
 from overlay_boot.errors import SubhostError
 try:
-    net.build_cables_in_child(sys.argv[1], eval(sys.argv[2]), eval(sys.argv[3]))
+    net.build_through_service(sys.argv[1], eval(sys.argv[2]), eval(sys.argv[3]))
 except SubhostError as exc:
     print("ERROR", exc)
     sys.exit(3)

@@ -257,26 +257,6 @@ def test_ten_in_parallel(box: SystemdBox, subhosts: Subhosts) -> None:
         assert subhosts.leftovers(n) == []
 
 
-def test_cables_are_built_by_the_shared_cable_service(box: SystemdBox,
-                                                      subhosts: Subhosts) -> None:
-    """The subhost's unit wants overlay-boot-net.socket; the supervisor's request activates
-    overlay-boot-net.service, which builds the cable (pyroute2 off the subhost's start path)."""
-    name, _ = subhosts.make("START=none\nCABLES= =\n")
-    box.run("systemctl", "daemon-reload")
-    box.run("systemctl", "start", subhosts.unit(name))
-    assert subhosts.state(name) == "active"
-    assert box.run("systemctl", "is-active", "overlay-boot-net.socket").stdout.strip() == "active"
-    built = f"cables of subhost {name} built (1 cables, 0 VLANs)"
-    assert built in box.journal("overlay-boot-net.service", built)
-    # the cable exists: host end here, eth0 inside; and the supervisor did not fall back
-    assert box.run("cat", f"/sys/class/net/{name}0/operstate", check=False).returncode == 0
-    inside = box.run("overlay-go", name, "--", "ls", "/sys/class/net").stdout.split()
-    assert "eth0" in inside
-    assert "without an answer" not in box.journal(subhosts.unit(name))
-    box.run("systemctl", "stop", subhosts.unit(name))
-    assert subhosts.leftovers(name) == []
-
-
 def minimal_lower(dest: Path, programs: tuple[str, ...]) -> None:
     """A root with PROGRAMS and the libraries they load, copied from this host (usr-merged):
     the box's own root is an overlay, which cannot be a USERNS= layer."""
@@ -300,8 +280,8 @@ def minimal_lower(dest: Path, programs: tuple[str, ...]) -> None:
 
 
 def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subhosts) -> None:
-    """USERNS=: the unit as it is starts it in its user namespace, with its cable (built by
-    the cable service into the network namespace the user namespace owns); stop is clean."""
+    """USERNS=: the unit as it is starts it in its user namespace, with its cable (made by the
+    supervisor into the network namespace the user namespace owns); stop is clean."""
     ids = 65536 * (16 + secrets.randbelow(60000))
     lower = box.scratch / f"lower-{secrets.token_hex(3)}"
     minimal_lower(lower, ("/bin/sh", "/bin/cat", "/bin/hostname", "/sbin/ip"))
@@ -332,23 +312,6 @@ def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subh
     box.run("systemctl", "stop", unit)
     assert subhosts.state(name) == "inactive"
     assert subhosts.leftovers(name) == []
-
-
-def test_cables_without_the_cable_service(box: SystemdBox, subhosts: Subhosts) -> None:
-    """Socket masked: the supervisor builds the cable in a child of its own."""
-    name, _ = subhosts.make("START=none\nCABLES= =\n")
-    box.run("systemctl", "daemon-reload")
-    box.run("systemctl", "stop", "overlay-boot-net.socket", "overlay-boot-net.service")
-    box.run("systemctl", "mask", "--runtime", "overlay-boot-net.socket")
-    try:
-        box.run("systemctl", "start", subhosts.unit(name))
-        assert subhosts.state(name) == "active"
-        assert box.run("cat", f"/sys/class/net/{name}0/operstate", check=False).returncode == 0
-        assert f"subhost {name} built" not in box.journal("overlay-boot-net.service")
-        box.run("systemctl", "stop", subhosts.unit(name))
-        assert subhosts.leftovers(name) == []
-    finally:
-        box.run("systemctl", "unmask", "--runtime", "overlay-boot-net.socket")
 
 
 def test_enabled_and_listed_subhosts_start_at_boot(new_box: SystemdBox) -> None:
