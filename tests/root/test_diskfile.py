@@ -156,7 +156,7 @@ def test_subpath_for_upper_is_writable_and_mounted_only_once(
 
 def test_through_the_shell_as_overlay_boot_runs_it(
         two_parts: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from overlay_boot.config import run_command as run_bang
+    from overlay_boot.proc import run_command as run_bang
 
     box, _ = two_parts
     (box.base / "lower").mkdir()
