@@ -156,7 +156,7 @@ def find_instance(name: str, *, dirs: Iterable[Path] | None = None,
 
     Raises `ConfigError` for an unsafe instance name or when no config declares ``name``.
     """
-    if not naming.is_safe_instance(name):
+    if not naming.is_valid_name(name):
         raise ConfigError(Problem(
             name, f"not a valid subhost name ({naming.name_problem(name) or 'unsafe'})"))
     dirs = list(config_dirs() if dirs is None else dirs)
