@@ -459,9 +459,7 @@ class _Parser:
             if why:
                 self.problem("NAME", f"{why}: give another NAME")
             return name
-        name = self.path.name
-        if name.endswith(".conf") and len(name) > len(".conf"):
-            name = name[: -len(".conf")]
+        name = naming.name_from_file(self.path.name)
         why = naming.name_problem(name)
         if why and "NAME" not in self.unresolved:
             self.problem("NAME", f"{why}: the default NAME comes from the file name; "

@@ -146,8 +146,7 @@ def declared_name(path: Path) -> str:
             if value:
                 return value if value.startswith("!") else read_value(value)
             break
-    name = path.name
-    return name[: -len(".conf")] if name.endswith(".conf") and name != ".conf" else name
+    return naming.name_from_file(path.name)
 
 
 def find_instance(name: str, *, dirs: Iterable[Path] | None = None,

@@ -66,6 +66,14 @@ def is_valid_name(name: str) -> bool:
     return name_problem(name) is None
 
 
+def name_from_file(file_name: str) -> str:
+    """The default NAME of a config file: its file name without ``.conf`` (1.6.4's
+    ``basename $CONFIG .conf``); a file named ``.conf`` keeps its name."""
+    if file_name.endswith(".conf") and file_name != ".conf":
+        return file_name[: -len(".conf")]
+    return file_name
+
+
 def host_if(name: str, i: int) -> str:
     """Host end of cable ``i``."""
     return f"{name}{i}"

@@ -123,3 +123,11 @@ def test_subhost_end_of_a_host_end() -> None:
     assert naming.subhost_end("web", "web1.100") == "eth1.100"
     assert naming.subhost_end("web", "other0") == ""
     assert naming.subhost_end("web", naming.host_vlan_if("web", 3, 7)) == naming.sub_vlan_if(3, 7)
+
+
+@pytest.mark.parametrize(("file_name", "name"), [
+    ("mta.conf", "mta"), ("my.host.conf", "my.host"), ("noext", "noext"), (".conf", ".conf"),
+    ("x.conf.conf", "x.conf"), ("x.confx", "x.confx"),
+])
+def test_name_from_file(file_name: str, name: str) -> None:
+    assert naming.name_from_file(file_name) == name
