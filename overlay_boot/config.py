@@ -1,9 +1,10 @@
 """Parse a subhost configuration file into a frozen `Config` (SPEC §2).
 
-Pure: reads the file (or is given its text) and, unless ``evaluate=False``, runs the ``!``
-commands of its values; never looks at anything else on the host (that is ``validate``'s job,
-and ``trust``'s for who may write the file: commands check that before anything runs).
-Standard library only, because the systemd generator imports it.
+Pure: reads the file (or is given its text); the ``!`` commands of its values are run only by
+the runner the caller passes (``load_config(path, run=proc.run_command)``), never by this
+module, which imports nothing that runs processes. It never looks at anything else on the host
+(that is ``validate``'s job, and ``trust``'s for who may write the file: commands check that
+before anything runs). Standard library only, because the systemd generator imports it.
 
 Semantics kept from overlay-boot 1.6.4:
 
@@ -26,7 +27,6 @@ Every problem found is collected; one `ConfigError` carries them all.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import stat
@@ -41,8 +41,12 @@ from overlay_boot.errors import ConfigError, Problem, SubhostError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (~3 ms)
 if TYPE_CHECKING:  # the generator imports this module: keep its imports light
-    import subprocess
+    from collections.abc import Callable
     from typing import Literal
+
+    # Runs one `!` command: run(command, *, config=Path, cwd=str, timeout=float) returns its
+    # value (the first line of its output) or raises SubhostError; proc.run_command is one.
+    Runner = Callable[..., str]
 
 KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
@@ -159,7 +163,7 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
 class Config:
     """A parsed configuration.
 
-    With ``load_config(evaluate=False)`` the variables in ``unresolved`` were ``!`` commands
+    With ``load_config(run=None)`` (the default) the variables in ``unresolved`` were ``!`` commands
     that were not run, and every field derived from them is None (paths), ``()`` (lower,
     cables, vlans, start) or left out (relative SHARE sources when BASE is unresolved).
     """
@@ -190,7 +194,7 @@ class Config:
     def variant(self) -> Literal["overlay", "bind", "premounted"]:
         """The root filesystem variant of SPEC §2.1, comparing resolved paths.
 
-        "overlay" when UPPER or LOWER is unknown (evaluate=False) or LOWER has several layers.
+        "overlay" when UPPER or LOWER is unknown (no runner) or LOWER has several layers.
         """
         if self.upper is None or len(self.lower) != 1:
             return "overlay"
@@ -337,180 +341,17 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
 
 
 # ---------------------------------------------------------------------------------------------
-# `!` commands
+# `!` commands: run by the runner the caller passes (proc.run_command), never by this module
 
 
-class CommandFailed(SubhostError):
-    """A command of the configuration (a `!` value, INIT) failed."""
+_MOVED_TO_PROC = ("CommandFailed", "failure_text", "run_shell_status")
 
 
-def _tail(data: bytes, limit: int = 300) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    if len(text) > limit:
-        text = "…" + text[-limit:]
-    return text.replace("\n", " | ")
-
-
-ACTION = "overlay-boot"  # 1.6.4 exported ACTION (its command's name) to everything it ran
-
-
-def run_shell(command: str, *, config: Path, cwd: str, timeout: float) -> tuple[bytes, bytes]:
-    """Run COMMAND (see `run_shell_status`); raises CommandFailed on a non-zero exit."""
-    out, err, returncode = run_shell_status(command, config=config, cwd=cwd, timeout=timeout)
-    if returncode != 0:
-        raise CommandFailed(failure_text(command, returncode, err))
-    return out, err
-
-
-def failure_text(command: str, returncode: int, err: bytes) -> str:
-    status = (f"exit status {returncode}" if returncode > 0
-              else f"killed by signal {-returncode}")
-    detail = _tail(err)
-    return f"command {command!r} failed ({status})" + (f": {detail}" if detail else "")
-
-
-def run_shell_status(command: str, *, config: Path, cwd: str,
-                     timeout: float) -> tuple[bytes, bytes, int]:
-    """Run COMMAND with ``/bin/sh -c`` (env CONFIG and ACTION=overlay-boot, cwd CWD); returns
-    its stdout, stderr and exit status (negative: killed by that signal).
-
-    The command runs in a process group of its own, killed as a whole on timeout, or by a
-    watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs. What it
-    leaves running in a session of its own after it has finished (a daemon, e.g. a FUSE
-    mount's) is left alone, as 1.6.4 did. Output is bounded (OUTPUT_LIMIT). Raises
-    CommandFailed on a timeout.
-    """
-    import subprocess  # only here: the generator never runs commands
-    env = dict(os.environ, CONFIG=str(config), ACTION=ACTION)
-    try:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
-    except OSError as e:
-        raise CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
-    watchdog = _watch_group(proc.pid)
-    try:
-        out, err = _bounded_output(proc, timeout)
-    except TimeoutError:
-        _kill_group(proc)
-        raise CommandFailed(
-            f"command {command!r} did not finish within {timeout:g} s (killed)"
-        ) from None
-    finally:
-        _end_watchdog(watchdog)
-    return out, err, proc.returncode
-
-
-def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
-    """Run a ``!`` command (see run_shell); returns the first line of its output, stripped."""
-    out, err = run_shell(command, config=config, cwd=cwd, timeout=timeout)
-    try:
-        text = out.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CommandFailed(f"command {command!r} printed invalid UTF-8") from None
-    first = text.split("\n", 1)[0].strip(_BLANKS)
-    if "\0" in first:
-        raise CommandFailed(f"command {command!r} printed a NUL byte")
-    if not first:
-        what = "printed an empty first line" if text.strip() else "printed nothing"
-        detail = _tail(err)
-        raise CommandFailed(
-            f"command {command!r} {what}" + (f" (stderr: {detail})" if detail else "")
-        )
-    return first
-
-
-def _watch_group(pgid: int) -> int:
-    """Fork a watchdog that kills process group PGID if this process dies first.
-
-    A parent-death signal on the command alone would not reach what it started.
-    """
-    import signal
-
-    from overlay_boot.linux import libc
-
-    parent = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
-    try:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-        libc.set_pdeathsig(signal.SIGUSR1)
-        if os.getppid() == parent:  # else the caller is already gone
-            signal.sigwait({signal.SIGUSR1})
-        os.killpg(pgid, signal.SIGKILL)
-    except BaseException:  # noqa: BLE001 - a forked child must never return into the caller
-        pass
-    os._exit(0)
-
-
-def _end_watchdog(pid: int) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
-
-
-OUTPUT_LIMIT = 1 << 20  # bytes of a command's stdout kept; the first line is what counts
-STDERR_LIMIT = 4096  # bytes of its stderr kept, the end, for the message
-
-
-def _bounded_output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
-    """Read PROC's stdout and stderr until both close and it exits, within TIMEOUT seconds.
-
-    Keeps the first OUTPUT_LIMIT bytes of stdout and the last STDERR_LIMIT bytes of stderr,
-    discarding the rest, so a command that prints endlessly cannot fill the memory.
-    """
-    import select
-    import time
-
-    assert proc.stdout is not None and proc.stderr is not None
-    deadline = time.monotonic() + timeout
-    out, err = bytearray(), bytearray()
-    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    poller = select.poll()
-    for fd in streams:
-        poller.register(fd, select.POLLIN)
-    while streams:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        for fd, _event in poller.poll(left * 1000):
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                poller.unregister(fd)
-                del streams[fd]
-            elif streams[fd] is out:
-                out += chunk[: max(0, OUTPUT_LIMIT - len(out))]
-            else:
-                err += chunk
-                del err[:-STDERR_LIMIT]
-    try:
-        proc.wait(max(0.0, deadline - time.monotonic()))
-    except Exception:  # subprocess.TimeoutExpired; subprocess is imported lazily
-        raise TimeoutError from None
-    return bytes(out), bytes(err)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-    import subprocess
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.communicate(timeout=2)
-    except subprocess.TimeoutExpired:
-        # Something outside the group still holds the pipes: stop waiting for it.
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-        proc.wait()
+def __getattr__(name: str) -> object:  # re-export until supervisor.py moves to proc
+    if name in _MOVED_TO_PROC:  # lazily: the generator imports this module, never proc
+        from overlay_boot import proc
+        return getattr(proc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,10 +359,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 class _Parser:
-    def __init__(self, path: Path, evaluate: bool, timeout: float):
+    def __init__(self, path: Path, run: Runner | None, timeout: float):
         self.path = path
         self.where = str(path)
-        self.evaluate = evaluate
+        self.run = run
         self.timeout = timeout
         self.problems: list[Problem] = []
         self.unresolved: set[str] = set()
@@ -558,7 +399,7 @@ class _Parser:
                 self.base = Path(os.path.realpath(os.path.join(config_dir, self.values[var])))
 
     def _evaluate(self, var: str, command: str, config_dir: str) -> None:
-        if not self.evaluate:
+        if self.run is None:
             if var == "NAME":
                 self.problem(var, NAME_IS_COMMAND)
             self.unresolved.add(var)
@@ -577,9 +418,9 @@ class _Parser:
         else:
             cwd = str(self.base)
         try:
-            self.values[var] = run_command(command, config=self.path, cwd=cwd,
-                                           timeout=self.timeout)
-        except CommandFailed as e:
+            self.values[var] = self.run(command, config=self.path, cwd=cwd,
+                                        timeout=self.timeout)
+        except SubhostError as e:
             self.problem(var, str(e))
 
     # -- paths ----------------------------------------------------------------------------
@@ -618,9 +459,7 @@ class _Parser:
             if why:
                 self.problem("NAME", f"{why}: give another NAME")
             return name
-        name = self.path.name
-        if name.endswith(".conf") and len(name) > len(".conf"):
-            name = name[: -len(".conf")]
+        name = naming.name_from_file(self.path.name)
         why = naming.name_problem(name)
         if why and "NAME" not in self.unresolved:
             self.problem("NAME", f"{why}: the default NAME comes from the file name; "
@@ -803,7 +642,7 @@ class _Parser:
                 continue
             source = _host_path(host, base)
             if source is None:
-                continue  # BASE unresolved (evaluate=False)
+                continue  # BASE unresolved (no runner)
             target = Path(os.path.normpath(os.path.join("/", sub)))
             if os.path.realpath(source) in lower_real:
                 continue  # 1.6.4: a source equal to LOWER is skipped
@@ -830,18 +669,27 @@ def _mac(text: str) -> str | None:
     return ":".join(f"{int(p, 16):02x}" for p in parts)
 
 
-def load_config(path: str | Path, *, evaluate: bool = True, command_timeout: float = 30.0,
-                text: str | None = None, real_path: str | None = None) -> Config:
+def load_config(path: str | Path, *, run: Runner | None = None, command_timeout: float = 30.0,
+                text: str | None = None, real_path: str | None = None,
+                evaluate: bool | None = None) -> Config:
     """Parse the config file at ``path``; raise `ConfigError` with every problem found.
 
-    ``evaluate=False`` never runs ``!`` commands (the generator): see `Config`. This reads
-    the file by path and checks nothing about who may write it: a command that runs ``!``
-    values as root gets TEXT and REAL_PATH from `trust.load_trusted`, which checks first.
+    ``!`` commands are run by RUN (`proc.run_command`), each within COMMAND_TIMEOUT seconds;
+    ``run=None`` never runs them (the generator, every command that only reads a config): see
+    `Config`. This reads the file by path and checks nothing about who may write it: a
+    command that runs ``!`` values as root gets TEXT and REAL_PATH from `trust.load_trusted`,
+    which checks first. ``evaluate=False`` is the old spelling of ``run=None``, accepted
+    until every caller passes RUN.
     """
+    if evaluate is not None:
+        if evaluate and run is None:
+            raise TypeError("load_config(evaluate=True) needs the runner: run=proc.run_command")
+        if not evaluate:
+            run = None
     abspath = absolute(path)
     if text is None:
         text = _read_text(abspath)
-    p = _Parser(abspath, evaluate, command_timeout)
+    p = _Parser(abspath, run, command_timeout)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 

@@ -146,8 +146,7 @@ def declared_name(path: Path) -> str:
             if value:
                 return value if value.startswith("!") else read_value(value)
             break
-    name = path.name
-    return name[: -len(".conf")] if name.endswith(".conf") and name != ".conf" else name
+    return naming.name_from_file(path.name)
 
 
 def find_instance(name: str, *, dirs: Iterable[Path] | None = None,
@@ -156,7 +155,7 @@ def find_instance(name: str, *, dirs: Iterable[Path] | None = None,
 
     Raises `ConfigError` for an unsafe instance name or when no config declares ``name``.
     """
-    if not naming.is_safe_instance(name):
+    if not naming.is_valid_name(name):
         raise ConfigError(Problem(
             name, f"not a valid subhost name ({naming.name_problem(name) or 'unsafe'})"))
     dirs = list(config_dirs() if dirs is None else dirs)

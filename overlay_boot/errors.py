@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 64
 EX_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong

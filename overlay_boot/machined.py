@@ -11,10 +11,10 @@ bus, the registration fails with a debug message and nothing else happens.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterable
 
-from . import log
+from . import log, proc
+from .naming import SYS_CLASS_NET
 
 BUSCTL = "/usr/bin/busctl"
 BUS_SOCKET = "/run/dbus/system_bus_socket"
@@ -25,8 +25,10 @@ TIMEOUT = 10  # seconds for the call, the activation of machined included
 def wanted() -> bool:
     """Register only when systemd runs us as a unit: machined takes over the leader's unit,
     and `machinectl terminate` stops it, which must be the subhost's own unit."""
+    from .systemd import booted
+
     return (
-        os.path.isdir("/run/systemd/system")
+        booted()
         and bool(os.environ.get("INVOCATION_ID"))
         and os.path.exists(BUS_SOCKET)
         and os.access(BUSCTL, os.X_OK)
@@ -38,7 +40,7 @@ def ifindices(interfaces: Iterable[str]) -> list[int]:
     found = []
     for ifname in interfaces:
         try:
-            with open(f"/sys/class/net/{ifname}/ifindex") as f:
+            with open(SYS_CLASS_NET / ifname / "ifindex") as f:
                 found.append(int(f.read()))
         except (OSError, ValueError):
             continue
@@ -70,39 +72,14 @@ def register_in_background(name: str, leader: int, root: str, interfaces: Iterab
                   "letters, digits, inner '-' and single dots")
         return
     argv = register_argv(name, leader, root, ifindices(interfaces))
-    try:
-        child = os.fork()
-    except OSError as exc:
-        log.debug(f"not registered with systemd-machined: fork: {exc}")
-        return
-    if child == 0:
-        status = 1
-        try:
-            if os.fork() == 0:
-                _register(name, argv)
-            status = 0
-        finally:
-            os._exit(status)
-    while True:
-        try:
-            os.waitpid(child, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
+    if not proc.call_detached(_register, name, argv):
+        log.debug("not registered with systemd-machined: fork failed")
 
 
 def _register(name: str, argv: list[str]) -> None:
     """The grandchild: hold nothing of the supervisor's (its lock!), run busctl, log, exit."""
     status = 1
     try:
-        for sig in range(1, signal.NSIG):
-            try:
-                if callable(signal.getsignal(sig)):
-                    signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
         log.configure(extra_fd=None)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         import subprocess

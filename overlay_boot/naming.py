@@ -6,7 +6,9 @@ Pure functions, standard library only (the generator imports this).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+SYS_CLASS_NET = Path("/sys/class/net")  # where the kernel lists the interfaces of our netns
 NAME_MAX = 64  # bytes: NAME is the subhost's hostname (the kernel's HOST_NAME_MAX)
 IFNAMSIZ = 16
 IFNAME_MAX = IFNAMSIZ - 1  # the kernel's limit for an interface name, without the NUL
@@ -64,6 +66,14 @@ def is_valid_name(name: str) -> bool:
     return name_problem(name) is None
 
 
+def name_from_file(file_name: str) -> str:
+    """The default NAME of a config file: its file name without ``.conf`` (1.6.4's
+    ``basename $CONFIG .conf``); a file named ``.conf`` keeps its name."""
+    if file_name.endswith(".conf") and file_name != ".conf":
+        return file_name[: -len(".conf")]
+    return file_name
+
+
 def host_if(name: str, i: int) -> str:
     """Host end of cable ``i``."""
     return f"{name}{i}"
@@ -84,6 +94,16 @@ def sub_vlan_if(i: int, tag: int) -> str:
     return f"eth{i}.{tag}"
 
 
+def subhost_end(name: str, host_end: str) -> str:
+    """The subhost's end of a cable from its host end (the inverse of `host_if` and
+    `host_vlan_if`): NAME<i> is eth<i>, NAME<i>.<tag> is eth<i>.<tag>; "" for another link."""
+    rest = host_end[len(name):] if host_end.startswith(name) else ""
+    index, dot, tag = rest.partition(".")
+    if not index.isdigit():
+        return ""
+    return f"eth{index}{dot}{tag}"
+
+
 def ifname_problem(ifname: str) -> str | None:
     """Why the kernel would refuse ``ifname`` (its dev_valid_name(): at most 15 bytes, not
     "." or "..", no '/', ':' or blank), or None. Control characters are refused too: an
@@ -101,10 +121,6 @@ def ifname_problem(ifname: str) -> str | None:
     if _KERNEL_SPACE & set(raw):
         return f"interface name {ifname!r} contains a byte the kernel takes for a blank (0xa0)"
     return None
-
-
-def is_valid_ifname(ifname: str) -> bool:
-    return ifname_problem(ifname) is None
 
 
 # Bytes kept as they are in a unit's instance name: systemd's valid unit name characters
@@ -152,14 +168,6 @@ def unit_name(name: str) -> str:
     return f"{UNIT_PREFIX}{escape_instance(name)}{UNIT_SUFFIX}"
 
 
-def instance_from_unit(unit: str) -> str | None:
-    """NAME from ``overlay-boot@NAME.service``; None for any other unit or an unsafe NAME."""
-    if not (unit.startswith(UNIT_PREFIX) and unit.endswith(UNIT_SUFFIX)):
-        return None
-    name = unescape_instance(unit[len(UNIT_PREFIX):-len(UNIT_SUFFIX)])
-    return name if name is not None and is_safe_instance(name) else None
-
-
 def name_from_argument(text: str) -> str | None:
     """The NAME a command-line argument or a unit's ``%i`` means: NAME itself, or its escaped
     instance form (``web\\x2b1`` for ``web+1``); None when it is neither."""
@@ -167,13 +175,6 @@ def name_from_argument(text: str) -> str | None:
         return text
     name = unescape_instance(text)
     return name if name is not None and is_valid_name(name) else None
-
-
-def is_safe_instance(name: str) -> bool:
-    """True when ``name`` may select the config that declares it: a valid NAME, so no ``/``,
-    never ``.`` or ``..``: an instance name can never reach a file outside the config
-    directories."""
-    return is_valid_name(name)
 
 
 _MACHINE_LABEL = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*")

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from . import log, netns
+from . import log, netns, proc
 from .errors import SubhostError
 
 # The supervisor imports this module: no json, typing, shutil, subprocess or threading at run
@@ -104,7 +104,7 @@ def build_through_service(netns_name: str, cables: Sequence[Cable],
     when it is not there, in a forked child (``pyroute_cables.build``); then ``ifup``."""
     what = f"cables of subhost {netns_name}"
     if not _ask_service(netns_name, cables, vlans, what):
-        netns.run_in_child(_child_build, netns_name, cables, vlans, what=what)
+        proc.call_in_fork(_child_build, netns_name, cables, vlans, what=what)
         return
     # The service skips ifup: what ifup starts (a DHCP client…) belongs to the subhost's
     # unit, not to the service's cgroup, which ends when the service goes idle.
@@ -222,7 +222,7 @@ def ifup_unbridged(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vla
         return
     known = [ifname for ifname in unbridged if _ifquery_knows(ifname)]
     if known:
-        netns.run_in_child(_ifup_all, known, what=f"ifup of the cables of subhost {netns_name}")
+        proc.call_in_fork(_ifup_all, known, what=f"ifup of the cables of subhost {netns_name}")
 
 
 def _have_ifupdown() -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import state
+from . import proc, state
 from .errors import SubhostError
 from .linux import libc
 
@@ -110,7 +110,7 @@ def create(name: str) -> Path:
     """
     target, marker = _reserve(name)
     try:
-        run_in_child(_new_netns, target, marker, what=f"creating network namespace {name}")
+        proc.call_in_fork(_new_netns, target, marker, what=f"creating network namespace {name}")
     except BaseException:
         remove(name)
         raise
@@ -143,7 +143,7 @@ def _userns_helper(name: str, ids: IdRange, target: Path, marker: Path) -> int:
         try:
             os.close(to_child_w)
             os.close(from_child_r)
-            _reset_signals()
+            proc.reset_signals()
             libc.set_pdeathsig(signal.SIGKILL)
             libc.unshare(libc.CLONE_NEWUSER)
             os.write(from_child_w, b"u")
@@ -281,48 +281,6 @@ def delete_links(ifnames: Iterable[str]) -> None:
                                        f"{exc.strerror}") from exc
 
 
-def run_in_child(func: Callable[..., object], *args: object, what: str) -> None:
-    """Run FUNC(*ARGS) in a forked child and wait for it; its failure is raised here as
-    SubhostError("WHAT: reason"). The child never returns into the caller's code."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        status = 1
-        try:
-            os.close(read_fd)
-            _reset_signals()
-            func(*args)
-            status = 0
-        except BaseException as exc:
-            message = str(exc) or type(exc).__name__
-            if not isinstance(exc, (OSError, SubhostError)):
-                import traceback  # only on this error path: it costs every supervisor memory
-
-                message = "".join(traceback.format_exception_only(exc)).strip()
-            try:
-                os.write(write_fd, message.encode("utf-8", "replace")[:4000])
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    try:
-        chunks = []
-        while chunk := os.read(read_fd, 4096):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-    message = b"".join(chunks).decode("utf-8", "replace")
-    try:
-        _, wstatus = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(wstatus)
-    except ChildProcessError:  # someone else reaped it; trust the pipe
-        code = 1 if message else 0
-    if code != 0 or message:
-        reason = message or (f"killed by signal {-code}" if code < 0 else f"exit status {code}")
-        raise SubhostError(f"{what}: {reason}")
-
-
 # -- inside the children ------------------------------------------------------------------
 
 def _new_netns(target: Path, marker: Path) -> None:
@@ -338,19 +296,6 @@ def set_up(ifname: str) -> None:
         req = struct.pack("16sh", ifname.encode(), 0)
         flags = struct.unpack("16sh", fcntl.ioctl(sock, _SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags | _IFF_UP))
-
-
-def _reset_signals() -> None:
-    """A child must not run the supervisor's signal handlers or poke its wakeup fd."""
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -1,23 +1,25 @@
 """The only pystemd user: readiness notification and the unit operations the CLIs need.
 
 Every import of pystemd happens inside a function, so a process pays only for what it uses:
-the long-lived supervisor only ever calls `notify`, which by default needs no pystemd at all.
-Works with pystemd 0.11 (Debian 12) and 0.15: both have the same ``pystemd.daemon.notify``
-and ``pystemd.dbuslib.DBus`` calls used here. Properties are read with plain
+the long-lived supervisor only ever calls `notify`, which needs no pystemd at all (a datagram
+sent by the standard library). Works with pystemd 0.11 (Debian 12) and 0.15: both have the
+same ``pystemd.dbuslib.DBus`` calls used here. Properties are read with plain
 ``DBus.get_property`` calls on the unit's object path instead of
 ``pystemd.systemd1.Unit.load()``, whose introspection (XML through lxml) costs a round trip and
-a parse per unit. ``StartTransientUnit`` goes through ``pystemd.systemd1.Manager``, which knows
-how to encode unit properties.
+a parse per unit.
+
+`booted` is the one answer to "is systemd here" (sd_booted(3), OVERLAY_BOOT_NO_SYSTEMD), and
+`ACTIVE_STATES` the unit states that mean "running or about to".
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any, NamedTuple
 
 from overlay_boot.errors import SubhostError
+from overlay_boot.proc import exit_words
 
 DEST = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
@@ -31,42 +33,23 @@ JOB_WAIT_MAX = 15 * 60.0  # seconds; the unit's own TimeoutStartSec ends a start
 # sd_notify
 
 
-def notify(ready: bool = False, status: str | None = None, stopping: bool = False,
-           mainpid: int | None = None, *, backend: str = "auto") -> bool:
+def notify(ready: bool = False, status: str | None = None) -> bool:
     """Tell systemd about this service (sd_notify). A no-op without ``NOTIFY_SOCKET``.
 
-    ``backend``: "pystemd" (``pystemd.daemon.notify``), "socket" (the same datagram sent by
-    the standard library) or "auto": pystemd when this process has already loaded it, else
-    the socket. Importing pystemd.daemon costs ~30 ms and ~11 MB RSS (5 MB of it private) with
-    Debian's pystemd 0.11, as it loads all of pystemd and lxml; the socket costs ~0.1 MB. The
-    long-lived supervisor must not pay that (ARCHITECTURE: it never imports pystemd).
-    Returns whether a message was sent; never raises: a lost status line must not end a
-    subhost.
+    The datagram is sent by the standard library: pystemd.daemon would cost the long-lived
+    supervisor ~11 MB (ARCHITECTURE: it never imports pystemd). Returns whether a message was
+    sent; never raises: a lost status line must not end a subhost.
     """
     if not os.environ.get("NOTIFY_SOCKET"):
         return False
     fields = []
     if ready:
         fields.append("READY=1")
-    if stopping:
-        fields.append("STOPPING=1")
-    if mainpid is not None:
-        fields.append(f"MAINPID={int(mainpid)}")
     if status is not None:
         fields.append("STATUS=" + " ".join(status.splitlines()))
     if not fields:
         return False
-    state = "\n".join(fields)
-    if backend == "pystemd" or (backend == "auto" and "pystemd.daemon" in sys.modules):
-        try:
-            from pystemd import daemon
-        except ImportError:
-            return _notify_socket(state)
-        try:
-            return daemon.notify(False, *fields) > 0
-        except Exception:  # noqa: BLE001 - PystemdDaemonError or an encoding problem
-            return _notify_socket(state)
-    return _notify_socket(state)
+    return _notify_socket("\n".join(fields))
 
 
 def _notify_socket(state: str) -> bool:
@@ -97,9 +80,13 @@ def _notify_socket(state: str) -> bool:
 
 
 def booted() -> bool:
-    """Whether systemd is the init system here (sd_booted(3)), and the commands should act
-    through it: OVERLAY_BOOT_NO_SYSTEMD=1 makes them act directly."""
+    """Whether systemd is the init system here (sd_booted(3)), and overlay-boot should act
+    through it: OVERLAY_BOOT_NO_SYSTEMD=1 makes every command act directly."""
     return os.path.isdir("/run/systemd/system") and not os.environ.get("OVERLAY_BOOT_NO_SYSTEMD")
+
+
+# ActiveState values of a unit that runs or is about to (a start job, a reload).
+ACTIVE_STATES = ("active", "activating", "reloading")
 
 
 class UnitState(NamedTuple):
@@ -199,19 +186,7 @@ def unit_state(name: str) -> UnitState:
             raise SubhostError(f"cannot read the state of {name}: {_why(e)}") from None
 
 
-def unit_known(name: str) -> bool:
-    """Whether systemd has a unit file (or a generated/transient unit) for ``name``."""
-    _check_name(name)
-    with _Bus() as bus:
-        try:
-            path = bus.unit_path(name)
-            load_state = _text(bus.prop(path, UNIT_IFACE, b"LoadState", b"s"))
-        except Exception:  # noqa: BLE001 - NoSuchUnit, bad name: not known
-            return False
-    return load_state not in ("not-found", "bad-setting", "error", "masked")
-
-
-def start_unit(name: str, wait: bool = True, timeout: float = JOB_WAIT_MAX) -> UnitState:
+def start_unit(name: str, timeout: float = JOB_WAIT_MAX) -> UnitState:
     """``systemctl start NAME``: returns once the unit is active (Type=notify: ready).
 
     Raises `SubhostError` with the reason when the start fails.
@@ -221,8 +196,6 @@ def start_unit(name: str, wait: bool = True, timeout: float = JOB_WAIT_MAX) -> U
         try:
             bus.call(b"StartUnit", b"ss", name, "replace")
             path = bus.unit_path(name)
-            if not wait:
-                return bus.state(path)
             bus.wait_job(path, timeout)
             state = bus.state(path)
         except SubhostError:
@@ -234,15 +207,14 @@ def start_unit(name: str, wait: bool = True, timeout: float = JOB_WAIT_MAX) -> U
         return state
 
 
-def stop_unit(name: str, wait: bool = True, timeout: float = JOB_WAIT_MAX) -> UnitState:
+def stop_unit(name: str, timeout: float = JOB_WAIT_MAX) -> UnitState:
     """``systemctl stop NAME``: returns once the stop job finished (TimeoutStopSec ends it)."""
     _check_name(name)
     with _Bus() as bus:
         try:
             bus.call(b"StopUnit", b"ss", name, "replace")
             path = bus.unit_path(name)
-            if wait:
-                bus.wait_job(path, timeout)
+            bus.wait_job(path, timeout)
             return bus.state(path)
         except SubhostError:
             raise
@@ -266,9 +238,9 @@ def failure_reason(bus: _Bus, path: bytes, state: UnitState) -> str:
         code = int(bus.prop(path, SERVICE_IFACE, b"ExecMainCode", b"i"))
         status = int(bus.prop(path, SERVICE_IFACE, b"ExecMainStatus", b"i"))
         if code == 1:  # CLD_EXITED
-            parts.append(f"exit status {status}")
+            parts.append(exit_words(status))
         elif code in (2, 3):  # CLD_KILLED, CLD_DUMPED
-            parts.append(f"killed by signal {status}")
+            parts.append(exit_words(-status))
     except Exception:  # noqa: BLE001 - details are best-effort
         pass
     if state.status_text:

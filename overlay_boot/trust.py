@@ -278,7 +278,10 @@ def load_trusted(path: Path, *, command_timeout: float = 30.0) -> Config:
         text = read_config_fd(fd, str(path))
     finally:
         os.close(fd)
-    return load_config(path, command_timeout=command_timeout, text=text, real_path=real)
+    from overlay_boot.proc import run_command
+
+    return load_config(path, run=run_command, command_timeout=command_timeout, text=text,
+                       real_path=real)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from pathlib import Path
 from overlay_boot import trust
 from overlay_boot.config import Config, IdRange
 from overlay_boot.errors import ConfigError, Problem
-
-SYS_CLASS_NET = Path("/sys/class/net")
+from overlay_boot.naming import SYS_CLASS_NET
 
 
 def check_host(config: Config, *, sys_class_net: Path = SYS_CLASS_NET) -> list[Problem]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import string
 
+from ..naming import subhost_end  # noqa: F401 - re-export until bus/service.py moves to naming
+
 BUS_NAME = "org.overlayboot.OverlayBoot1"
 MANAGER_PATH = "/org/overlayboot/OverlayBoot1"
 MANAGER_IFACE = "org.overlayboot.OverlayBoot1.Manager"
@@ -37,44 +39,6 @@ def escape_label(text: str) -> str:
     return "".join(out)
 
 
-def unescape_label(label: str) -> str:
-    """The inverse of `escape_label`."""
-    if label == "_":
-        return ""
-    data = bytearray()
-    i = 0
-    while i < len(label):
-        if label[i] == "_" and _is_hex(label[i + 1:i + 3]):
-            data.append(int(label[i + 1:i + 3], 16))
-            i += 3
-        else:
-            data.append(ord(label[i]))
-            i += 1
-    return data.decode("utf-8", "replace")
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in string.hexdigits for c in text)
-
-
 def subhost_path(name: str) -> str:
     """The object path of subhost NAME."""
     return f"{SUBHOST_PREFIX}/{escape_label(name)}"
-
-
-def name_from_path(path: str) -> str | None:
-    """NAME from a subhost's object path; None for any other path."""
-    prefix = SUBHOST_PREFIX + "/"
-    if not path.startswith(prefix) or "/" in path[len(prefix):] or path == prefix:
-        return None
-    return unescape_label(path[len(prefix):])
-
-
-def subhost_end(name: str, host_end: str) -> str:
-    """The subhost's end of a cable from its host end: NAME<i> is eth<i>, NAME<i>.<tag> is
-    eth<i>.<tag> (naming.host_if / host_vlan_if)."""
-    rest = host_end[len(name):] if host_end.startswith(name) else ""
-    index, dot, tag = rest.partition(".")
-    if not index.isdigit():
-        return ""
-    return f"eth{index}{dot}{tag}"

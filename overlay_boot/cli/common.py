@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def resolve_target(arg: str, prog: str) -> tuple[str, Path | None]:
     if looks_like_path or os.path.isfile(arg):
         path = absolute(arg)
         try:
-            config = load_config(path, evaluate=False)
+            config = load_config(path)
         except ConfigError as exc:
             if not any(p.message == NAME_IS_COMMAND for p in exc.problems):
                 raise
@@ -87,8 +86,3 @@ def _running_from(path: Path, prog: str) -> str:
     raise ConfigError(Problem(
         str(path), f"NAME is a '!' command, which {prog} never runs, and no running subhost "
                    "was started from this file: give the subhost's NAME instead", "NAME"))
-
-
-def write_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()

@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from overlay_boot.cli.common import UsageError, run_main
+from overlay_boot.errors import SubhostError
 from overlay_boot.partitions import PartitionError, find_partition, read_table
 
 PROG = "overlay-diskfile"
@@ -42,7 +44,7 @@ Config examples:
   UPPER=!{PROG} mnt/upper disk.img
   WORK=mnt/work
 
-Exit status 0 on success, 1 on any error (message on stderr), 2 on wrong usage.
+Exit status 0 on success, 1 on any error (message on stderr), 64 on wrong usage.
 """
 
 _LOOP_GET_STATUS64 = 0x4C05
@@ -51,7 +53,7 @@ _LOOP_GET_STATUS64 = 0x4C05
 _LOOP_INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
 
 
-class DiskfileError(Exception):
+class DiskfileError(SubhostError):
     """A failure to report on stderr; the command exits 1."""
 
 
@@ -79,14 +81,17 @@ class MountEntry:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    return run_main(lambda: _main(args), PROG)
+
+
+def _main(args: list[str]) -> int:
     if args and args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0
     if args and args[0] == "--":
         args = args[1:]
     if not 1 <= len(args) <= 3 or not args[0] or (len(args) > 1 and not args[1]):
-        sys.stderr.write(USAGE)
-        return 2
+        raise UsageError(f"{USAGE.splitlines()[0]} (--help tells more)")
     path = args[0]
     if len(args) == 1 or not _mounting_wanted():
         print(path)
@@ -94,14 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     partition = None
     if len(args) == 3:
         if not args[2].isdigit() or int(args[2]) < 1:
-            sys.stderr.write(f"{PROG}: partition must be a number from 1, not {args[2]!r}\n")
-            return 2
+            raise UsageError(f"partition must be a number from 1, not {args[2]!r}")
         partition = int(args[2])
-    try:
-        ensure_mounted(path, args[1], partition)
-    except DiskfileError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 1
+    ensure_mounted(path, args[1], partition)
     print(path)
     return 0
 

@@ -212,7 +212,7 @@ def _configured() -> list[tuple[str, str]]:
 
     found = discovery.discover(problems=[])
     named = [(discovery.declared_name(f.path), str(f.path)) for f in found]
-    return [(name, path) for name, path in named if naming.is_safe_instance(name)]
+    return [(name, path) for name, path in named if naming.is_valid_name(name)]
 
 
 def _unit_of(name: str) -> str:

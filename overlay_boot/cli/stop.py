@@ -1,7 +1,7 @@
 """overlay-stop: stop a running subhost.
 
-    overlay-stop NAME|CONF          stop it: through systemd when it runs as a unit, else
-                                    through the D-Bus control plane, else by a signal
+    overlay-stop NAME|CONF          stop it: through systemd when it runs as a unit, else by
+                                    SIGTERM to its supervisor (the one its record names)
     overlay-stop --cleanup NAME     remove what a crashed subhost left (the unit's ExecStopPost=)
 """
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     require_root()
-    name, path = resolve_target(args.target, "overlay-stop")
+    name, _path = resolve_target(args.target, "overlay-stop")
     if args.cleanup:
         remove_leftovers(name, dropin=True)
         return 0
@@ -46,7 +46,8 @@ def _main(args: argparse.Namespace) -> int:
     if not state.is_locked(name) or record is None:
         remove_leftovers(name)
         raise SubhostError(f"subhost {name} is not running")
-    if not _stop_through_bus(name) and not _signal_supervisor(record, signal.SIGTERM):
+    log.debug(f"stopping subhost {name}: SIGTERM to its supervisor {record.supervisor_pid}")
+    if not _signal_supervisor(record, signal.SIGTERM):
         raise SubhostError(
             f"subhost {name} looks running, but its supervisor is not the process its record "
             f"names (PID {record.supervisor_pid}, started by an older version, or gone): not "
@@ -70,7 +71,7 @@ def _signal_supervisor(record: state.Runtime, signum: int) -> bool:
 
 def _systemd_unit_active(name: str) -> str | None:
     """The unit running NAME, when systemd runs it (None too when systemd can't be asked)."""
-    from ..systemd import booted, unit_state
+    from ..systemd import ACTIVE_STATES, booted, unit_state
 
     if not booted():
         return None
@@ -82,18 +83,7 @@ def _systemd_unit_active(name: str) -> str | None:
     except SubhostError as exc:  # no system bus: the subhost may still run, stop it directly
         log.debug(f"cannot ask systemd about {unit}: {exc}")
         return None
-    return unit if active in ("active", "activating", "reloading") else None
-
-
-def _stop_through_bus(name: str) -> bool:
-    """The D-Bus control plane's Stop; False when it can't be asked."""
-    from ..bus import client
-
-    if client.stop(name):
-        log.debug(f"stopping subhost {name} through D-Bus")
-        return True
-    log.debug("D-Bus control plane unavailable: signalling the supervisor")
-    return False
+    return unit if active in ACTIVE_STATES else None
 
 
 def remove_leftovers(name: str, *, dropin: bool = False) -> bool:
@@ -121,7 +111,7 @@ def _interfaces_from_config(name: str) -> tuple[str, ...]:
     from ..errors import ConfigError
 
     try:
-        return load_config(find_instance(name), evaluate=False).interfaces
+        return load_config(find_instance(name)).interfaces
     except ConfigError:
         return ()
 

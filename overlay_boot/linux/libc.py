@@ -23,50 +23,29 @@ MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
 MS_REMOUNT = 0x20
-MS_MANDLOCK = 0x40
-MS_DIRSYNC = 0x80
-MS_NOSYMFOLLOW = 0x100
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
-MS_MOVE = 0x2000
 MS_REC = 0x4000
-MS_SILENT = 0x8000
 MS_UNBINDABLE = 0x20000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MS_SHARED = 0x100000
-MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 
 # --- umount2(2) flags --------------------------------------------------------------------------
-MNT_FORCE = 0x1
 MNT_DETACH = 0x2
-MNT_EXPIRE = 0x4
-UMOUNT_NOFOLLOW = 0x8
 
 # --- prctl(2) options --------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
-PR_GET_PDEATHSIG = 2
-PR_SET_NAME = 15
-PR_GET_NAME = 16
 PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 # --- new mount API (open_tree(2), move_mount(2)) -------------------------------------------------
 AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-MOVE_MOUNT_F_SYMLINKS = 0x01
-MOVE_MOUNT_F_AUTOMOUNTS = 0x02
 MOVE_MOUNT_F_EMPTY_PATH = 0x04
-MOVE_MOUNT_T_SYMLINKS = 0x10
-MOVE_MOUNT_T_AUTOMOUNTS = 0x20
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 # System call numbers. open_tree/move_mount (424+ series) are the same on every architecture but
@@ -163,32 +142,18 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
 
 
-def prctl(option: int, arg2: int | bytes = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """prctl(2); a ``bytes`` arg2 is passed as a pointer (PR_SET_NAME)."""
-    second = _c_str(arg2) if isinstance(arg2, bytes) else ctypes.c_ulong(arg2)
-    rest = (ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
-    return _check(_libc.prctl(ctypes.c_int(option), second, *rest), "prctl", option)
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) with integer arguments."""
+    args = (ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+    return _check(_libc.prctl(ctypes.c_int(option), *args), "prctl", option)
 
 
 def set_pdeathsig(signum: int) -> None:
     prctl(PR_SET_PDEATHSIG, signum)
 
 
-def get_pdeathsig() -> int:
-    value = ctypes.c_int(0)
-    zero = ctypes.c_ulong(0)
-    result = _libc.prctl(ctypes.c_int(PR_GET_PDEATHSIG), ctypes.byref(value), zero, zero, zero)
-    _check(result, "prctl", "PR_GET_PDEATHSIG")
-    return value.value
-
-
 def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, int(on))
-
-
-def set_name(name: str) -> None:
-    """The thread's comm name (``ps``, ``/proc/PID/comm``), cut to 15 bytes by the kernel."""
-    prctl(PR_SET_NAME, name.encode()[:15])
 
 
 def open_tree(path: PathLike, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
@@ -260,9 +225,7 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
 
 # --- capabilities, dumpability, seccomp ----------------------------------------------------------
 PR_SET_DUMPABLE = 4
-PR_GET_DUMPABLE = 3
 PR_SET_SECCOMP = 22
-PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4

@@ -156,7 +156,7 @@ def test_subpath_for_upper_is_writable_and_mounted_only_once(
 
 def test_through_the_shell_as_overlay_boot_runs_it(
         two_parts: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from overlay_boot.config import run_command as run_bang
+    from overlay_boot.proc import run_command as run_bang
 
     box, _ = two_parts
     (box.base / "lower").mkdir()
@@ -255,8 +255,8 @@ def test_errors(two_parts: tuple[Sandbox, Path]) -> None:
     assert "fs.img partition 1: it has no partition table" in fails("mnt/", "fs.img", "1")
     assert "partition number" in fails("mnt/", "disk.img")  # mount fails on the table
     assert "nodir" in fails("nodir/", "disk.img", "1")
-    assert "partition" in fails("mnt/", "disk.img", "0", status=2)
-    assert "usage" in fails("mnt/", "disk.img", "1", "extra", status=2)
+    assert "partition" in fails("mnt/", "disk.img", "0", status=64)
+    assert "usage" in fails("mnt/", "disk.img", "1", "extra", status=64)
     assert "usage" in box.run("--help").stdout
 
     # something else already on the mount point is not mounted over

@@ -16,6 +16,7 @@ from overlay_boot.generator import (
     service_lines,
 )
 from overlay_boot.linux import confine, init
+from overlay_boot.proc import run_command
 
 
 def test_names_follow_the_kernel_numbering() -> None:
@@ -76,9 +77,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_config_reads_capabilities(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, "CAPABILITIES=sys_ptrace\n"), evaluate=False)
+    config = load_config(_write(tmp_path, "CAPABILITIES=sys_ptrace\n"), run=None)
     assert config.capabilities == caps.Grant(frozenset({"sys_ptrace"}))
-    assert load_config(_write(tmp_path, ""), evaluate=False).capabilities == caps.Grant()
+    assert load_config(_write(tmp_path, ""), run=None).capabilities == caps.Grant()
 
 
 @pytest.mark.parametrize("value, message", [
@@ -87,7 +88,7 @@ def test_config_reads_capabilities(tmp_path: Path) -> None:
 ])
 def test_config_refuses_bad_capabilities(tmp_path: Path, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(_write(tmp_path, f"CAPABILITIES={value}\n"), evaluate=True)
+        load_config(_write(tmp_path, f"CAPABILITIES={value}\n"), run=run_command)
     assert f"sub.conf:2: {message}" in str(err.value)
 
 

@@ -14,6 +14,7 @@ from casefile import Case, load_cases, prepared  # noqa: E402
 
 from overlay_boot.config import load_config  # noqa: E402
 from overlay_boot.errors import ConfigError  # noqa: E402
+from overlay_boot.proc import run_command  # noqa: E402
 from overlay_boot.validate import require_valid  # noqa: E402
 
 CASES = load_cases()
@@ -43,7 +44,7 @@ def check_case(case: Case, tmp_path: Path) -> None:
         if case.command_timeout is not None:
             kwargs["command_timeout"] = case.command_timeout
         with pytest.raises(ConfigError) as info, memory_limit(case.memory_limit):
-            require_valid(load_config(conf, **kwargs))
+            require_valid(load_config(conf, run=run_command, **kwargs))
     problems = info.value.problems
     assert problems, case.name
     for p in problems:

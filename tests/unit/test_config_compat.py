@@ -14,6 +14,7 @@ from casefile import CASES_DIR, Case, load_cases, prepared  # noqa: E402
 
 from overlay_boot.config import Config, load_config  # noqa: E402
 from overlay_boot.errors import ConfigError  # noqa: E402
+from overlay_boot.proc import run_command  # noqa: E402
 from overlay_boot.validate import require_valid  # noqa: E402
 
 CASES = load_cases(CASES_DIR / "compat")
@@ -49,13 +50,13 @@ def test_read_as_1_6_4_read_it(case: Case, tmp_path: Path,
     with prepared(case, tmp_path) as conf:
         if case.expect_messages:
             with pytest.raises(ConfigError) as info:
-                require_valid(load_config(conf))
+                require_valid(load_config(conf, run=run_command))
             problems = [p for p in info.value.problems
                         if case.expect_variable in (None, p.variable)]
             for text in case.expect_messages:
                 assert any(text in p.message for p in problems), (text, info.value.problems)
             return
-        config = load_config(conf)
+        config = load_config(conf, run=run_command)
         for var, value in case.expected_values.items():
             if var == "STATUS":
                 assert value == "ok"

@@ -113,7 +113,7 @@ def test_declared_name(tmp_path: Path) -> None:
     assert discovery.declared_name(conf) == "web"
     assert discovery.declared_name(tmp_path / "gone.conf") == "gone"
     conf.write_text("BASE=/x\nNAME='web.1'\n")  # read as the config reader reads it (c3)
-    assert discovery.declared_name(conf) == "web.1" == load_config(conf, evaluate=False).name
+    assert discovery.declared_name(conf) == "web.1" == load_config(conf, run=None).name
 
 
 def test_find_instance(etc: Path) -> None:
@@ -160,4 +160,4 @@ def test_find_instance_rejects_unsafe_names(etc: Path, name: str) -> None:
 def test_declared_name_splits_lines_as_the_config_reader(tmp_path: Path, text: str) -> None:
     conf = tmp_path / "file.conf"
     conf.write_bytes(text.encode())
-    assert discovery.declared_name(conf) == load_config(conf, evaluate=False).name
+    assert discovery.declared_name(conf) == load_config(conf, run=None).name

@@ -322,6 +322,7 @@ def test_generator_imports_only_the_pure_layer() -> None:
     ours = {m for m in mods if m.startswith("overlay_boot.")}
     assert ours <= {"overlay_boot.generator", "overlay_boot.config", "overlay_boot.naming",
                     "overlay_boot.discovery", "overlay_boot.errors", "overlay_boot.unitnames",
+                    "overlay_boot.unitfile",
                     "overlay_boot.capabilities"}
 
 

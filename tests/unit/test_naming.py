@@ -53,16 +53,14 @@ def test_interface_names() -> None:
     ("à0", False),  # UTF-8 c3 a0: the kernel's isspace() is true for 0xa0
 ])
 def test_ifname_rules(ifname: str, ok: bool) -> None:
-    assert naming.is_valid_ifname(ifname) is ok
+    assert (naming.ifname_problem(ifname) is None) is ok
 
 
 def test_unit_names_round_trip() -> None:
     assert naming.unit_name("mta") == "overlay-boot@mta.service"
-    assert naming.instance_from_unit("overlay-boot@mta.service") == "mta"
-    assert naming.instance_from_unit("overlay-boot@.service") is None
-    assert naming.instance_from_unit("other@mta.service") is None
-    assert naming.instance_from_unit("overlay-boot@mta.socket") is None
-    assert naming.instance_from_unit("overlay-boot@..service") is None
+    assert naming.name_from_argument("mta") == "mta"
+    assert naming.name_from_argument("") is None
+    assert naming.name_from_argument("..") is None
 
 
 @pytest.mark.parametrize(("name", "instance"), [
@@ -75,7 +73,6 @@ def test_unit_names_round_trip() -> None:
 def test_unit_name_escaping(name: str, instance: str) -> None:
     assert naming.escape_instance(name) == instance
     assert naming.unit_name(name) == f"overlay-boot@{instance}.service"
-    assert naming.instance_from_unit(f"overlay-boot@{instance}.service") == name
     assert naming.unescape_instance(instance) == name
     assert naming.name_from_argument(instance) == name
     assert naming.name_from_argument(name) == name
@@ -97,7 +94,7 @@ def test_other_spellings_are_not_units() -> None:
     # a second spelling of one NAME would be a second unit for one subhost
     assert naming.unescape_instance("web\\x2d1") is None
     assert naming.unescape_instance("w\\x65b") is None
-    assert naming.instance_from_unit("overlay-boot@a\\x2fb.service") is None  # '/'
+    assert naming.unescape_instance("a\\x2fb") == "a/b"  # decodes, but is no NAME:
     assert naming.name_from_argument("a\\x2fb") is None
 
 
@@ -116,5 +113,21 @@ def test_machine_names(name: str, ok: bool) -> None:
     (".", False), ("-x", False), ("a\\x2fb", False), ("a" * 65, False),
     ("a\0b", False), ("a\nb", False),
 ])
-def test_is_safe_instance(name: str, safe: bool) -> None:
-    assert naming.is_safe_instance(name) is safe
+def test_instance_names_select_no_file_outside(name: str, safe: bool) -> None:
+    assert naming.is_valid_name(name) is safe
+
+
+def test_subhost_end_of_a_host_end() -> None:
+    assert naming.subhost_end("web", "web0") == "eth0"
+    assert naming.subhost_end("web", "web12") == "eth12"
+    assert naming.subhost_end("web", "web1.100") == "eth1.100"
+    assert naming.subhost_end("web", "other0") == ""
+    assert naming.subhost_end("web", naming.host_vlan_if("web", 3, 7)) == naming.sub_vlan_if(3, 7)
+
+
+@pytest.mark.parametrize(("file_name", "name"), [
+    ("mta.conf", "mta"), ("my.host.conf", "my.host"), ("noext", "noext"), (".conf", ".conf"),
+    ("x.conf.conf", "x.conf"), ("x.confx", "x.confx"),
+])
+def test_name_from_file(file_name: str, name: str) -> None:
+    assert naming.name_from_file(file_name) == name

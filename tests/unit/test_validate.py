@@ -66,5 +66,5 @@ def test_missing_dirs_all_reported(tmp_path: Path) -> None:
 
 def test_evaluate_false_config_checks_what_it_knows(tmp_path: Path) -> None:
     conf = make_base(tmp_path / "b", "BASE=!pwd\nLIVE=/nonexistent-live\n")
-    c = load_config(conf, evaluate=False)
+    c = load_config(conf, run=None)
     assert [p.variable for p in check_host(c)] == ["LIVE"]

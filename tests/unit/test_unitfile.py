@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overlay_boot import unitnames
+from overlay_boot import unitfile
 
 
 @pytest.mark.parametrize("path", ["/", "/sys/subsystem/net/devices/br-lan", "/a//b/./c/",
@@ -16,7 +16,7 @@ from overlay_boot import unitnames
 def test_escape_path_like_systemd_escape(path: str) -> None:
     expected = subprocess.run(["systemd-escape", "--path", path], capture_output=True,
                               text=True, check=True).stdout.strip()
-    assert unitnames.escape_path(path) == expected
+    assert unitfile.escape_path(path) == expected
 
 
 @settings(max_examples=60, deadline=None)
@@ -26,26 +26,26 @@ def test_escape_path_property(name: str) -> None:
     path = "/sys/subsystem/net/devices/" + name
     expected = subprocess.run(["systemd-escape", "--path", "--", path], capture_output=True,
                               text=True, check=True).stdout.strip()
-    assert unitnames.escape_path(path) == expected
+    assert unitfile.escape_path(path) == expected
 
 
 def test_escape_path_refuses_what_systemd_refuses() -> None:
     for bad in ("relative", "/a/../b"):
         with pytest.raises(ValueError):
-            unitnames.escape_path(bad)
+            unitfile.escape_path(bad)
 
 
 def test_net_device_unit() -> None:
-    assert unitnames.net_device_unit("br-lan") == r"sys-subsystem-net-devices-br\x2dlan.device"
-    assert unitnames.net_device_unit("br0") == "sys-subsystem-net-devices-br0.device"
+    assert unitfile.net_device_unit("br-lan") == r"sys-subsystem-net-devices-br\x2dlan.device"
+    assert unitfile.net_device_unit("br0") == "sys-subsystem-net-devices-br0.device"
 
 
 def test_quote() -> None:
-    assert unitnames.quote("/srv/web") == "/srv/web"
-    assert unitnames.quote("A=/etc/x.conf") == "A=/etc/x.conf"
-    assert unitnames.quote("/a b") == '"/a b"'
-    assert unitnames.quote("/50%") == "/50%%"
-    assert unitnames.quote('/a"b\\c') == '"/a\\"b\\\\c"'
-    assert unitnames.quote("") == '""'
+    assert unitfile.quote("/srv/web") == "/srv/web"
+    assert unitfile.quote("A=/etc/x.conf") == "A=/etc/x.conf"
+    assert unitfile.quote("/a b") == '"/a b"'
+    assert unitfile.quote("/50%") == "/50%%"
+    assert unitfile.quote('/a"b\\c') == '"/a\\"b\\\\c"'
+    assert unitfile.quote("") == '""'
     with pytest.raises(ValueError):
-        unitnames.quote("/a\nb")
+        unitfile.quote("/a\nb")
