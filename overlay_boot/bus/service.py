@@ -2,19 +2,21 @@
 
 `python3 -m overlay_boot.bus.service`, D-Bus-activated on the system bus as
 ``org.overlayboot.OverlayBoot1`` (overlay-boot-bus.service), so the ~12 MB of asyncio and
-dbus-next are paid once for all subhosts and only while someone uses the bus: after
-`IDLE_EXIT` seconds without a call the service releases its name and exits.
+dbus-next are paid once for all subhosts and only while someone uses the bus or a subhost
+runs: after `IDLE_EXIT` seconds without a call, with no subhost running and no follower of the
+signals connected, the service releases its name and exits.
 
 What runs is learnt from the runtime records (``/run/overlay-boot/NAME.json`` whose lock a
 supervisor holds), looked at again whenever the runtime directory changes (inotify,
 ``watch.py``), when systemd reports a job or a property change of an ``overlay-boot@`` unit,
 and before each incoming call; a record is re-read only when its file changed
-(``RunningRecords``). Each look that finds a difference is sent as signals (docs/man
-overlay-boot(8), "D-Bus interface"): ``InterfacesAdded``/``InterfacesRemoved`` of the
+(``RunningRecords``). Each look that finds a difference is sent as signals (overlay-boot(8),
+"D-BUS SIGNALS"): ``InterfacesAdded``/``InterfacesRemoved`` of the
 ``org.freedesktop.DBus.ObjectManager`` on the manager's path when a subhost's object comes or
-goes, ``PropertiesChanged`` on the subhost's object for the properties that changed. While a
-subhost runs the service stays (a subscriber is never left deaf); each ``overlay-boot@`` unit
-pulls it in before it starts.
+goes, ``PropertiesChanged`` on the subhost's object for the properties that changed. So that a
+subscriber is never left deaf, each ``overlay-boot@`` unit pulls the service in before it
+starts, and the service stays while a subhost runs or a client that called GetManagedObjects
+(the followers) is connected.
 
 Properties, introspection and GetManagedObjects are served by dbus-next; the methods are
 dispatched here, from a table made of the declared interfaces (so a signature is written once),
@@ -106,8 +108,8 @@ def _not_implemented() -> None:
 
 
 class Manager(ServiceInterface):
-    """The manager object. Method bodies here only declare the signatures for introspection;
-    `Service.dispatch` runs the calls."""
+    """The manager object. Method bodies here only declare the signatures (introspection,
+    `dispatch_table`); `Service.on_message` dispatches the calls."""
 
     def __init__(self) -> None:
         super().__init__(MANAGER_IFACE)

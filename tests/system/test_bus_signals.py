@@ -317,6 +317,8 @@ def test_busctl_monitor_shows_the_signals(box: SystemdBox, subhosts: Subhosts) -
                and (m.get("path") == path_of(name)
                     or m.get("payload", {}).get("data", [None])[0] == path_of(name))]
     members = [m["member"] for m in signals]
+    print("\n".join(line for line in out.read_text().splitlines()
+                    if "PropertiesChanged" in line)[:2000])  # an example, shown with -rP
     assert members[0] == "InterfacesAdded" and members[-1] == "InterfacesRemoved", members
     assert set(members[1:-1]) == {"PropertiesChanged"}, members
     assert signals[0]["path"] == MANAGER and signals[0]["interface"] == OBJECT_MANAGER
