@@ -339,8 +339,9 @@ class Service:
             return None
 
     def rescan_soon(self) -> None:
-        """One rescan for any number of wake-ups that come together."""
-        if not self.rescan_pending:
+        """One rescan for any number of wake-ups that come together (none once the bus
+        connection is closed: the service is leaving)."""
+        if not self.rescan_pending and self.bus.connected:
             self.rescan_pending = True
             self.loop.call_soon(self.rescan)
 
