@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,10 +287,37 @@ def write(record: Runtime) -> None:
     os.replace(tmp, path)
 
 
+MAX_RECORD = 256 * 1024  # bytes; a record is well under 1 KiB, more is not one of ours
+
+
 def read(name: str) -> Runtime | None:
+    """NAME's record; None if there is none or it is not a sane one. Read through a
+    descriptor (no symlink followed, a regular file, at most MAX_RECORD bytes): the D-Bus
+    service reads records whenever they change, and their content comes partly from PID 1."""
     try:
-        data = json.loads(runtime_path(name).read_text())
-    except (FileNotFoundError, ValueError):
+        fd = os.open(runtime_path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_RECORD and (chunk := os.read(fd, MAX_RECORD + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if size > MAX_RECORD:
+        return None
+    try:
+        data = json.loads(b"".join(chunks))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
         return None
     try:
         data["interfaces"] = tuple(data.get("interfaces", ()))

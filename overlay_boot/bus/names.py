@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import string
 
-from ..naming import subhost_end  # noqa: F401 - re-export until bus/service.py moves to naming
-
 BUS_NAME = "org.overlayboot.OverlayBoot1"
 MANAGER_PATH = "/org/overlayboot/OverlayBoot1"
 MANAGER_IFACE = "org.overlayboot.OverlayBoot1.Manager"
 SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
 SUBHOST_PREFIX = MANAGER_PATH + "/subhost"
+OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
 
 ERROR_PREFIX = "org.overlayboot.OverlayBoot1.Error."
 ERROR_NO_SUCH_SUBHOST = ERROR_PREFIX + "NoSuchSubhost"

@@ -2,22 +2,33 @@
 
 `python3 -m overlay_boot.bus.service`, D-Bus-activated on the system bus as
 ``org.overlayboot.OverlayBoot1`` (overlay-boot-bus.service), so the ~12 MB of asyncio and
-dbus-next are paid once for all subhosts and only while someone uses the bus: after
-`IDLE_EXIT` seconds without a call the service releases its name and exits.
+dbus-next are paid once for all subhosts and only while someone uses the bus or a subhost
+runs: after `IDLE_EXIT` seconds without a call, with no subhost running and no follower of the
+signals connected, the service releases its name and exits.
 
 What runs is learnt from the runtime records (``/run/overlay-boot/NAME.json`` whose lock a
-supervisor holds), looked at again before each incoming call, so the objects are always current
-without a watcher: a record is re-read only when its file changed (``RunningRecords``).
-Properties and introspection are served by dbus-next; the methods are dispatched here, because
-each call first asks the bus daemon for the caller's UID (only root may call them; the policy
-file says the same) and because file descriptors passed in and out must be closed once the
-message is written. Talking to a subhost's PID 1 (Run, OpenShell) takes threads of a pool of
-its own; a Run waits for its command's exit on the loop, holding no thread.
+supervisor holds), looked at again whenever the runtime directory changes (inotify,
+``watch.py``), when systemd reports a job or a property change of an ``overlay-boot@`` unit,
+and before each incoming call; a record is re-read only when its file changed
+(``RunningRecords``). Each look that finds a difference is sent as signals (overlay-boot(8),
+"D-BUS SIGNALS"): ``InterfacesAdded``/``InterfacesRemoved`` of the
+``org.freedesktop.DBus.ObjectManager`` on the manager's path when a subhost's object comes or
+goes, ``PropertiesChanged`` on the subhost's object for the properties that changed. So that a
+subscriber is never left deaf, each ``overlay-boot@`` unit pulls the service in before it
+starts, and the service stays while a subhost runs or a client that called GetManagedObjects
+(the followers) is connected.
+
+Properties, introspection and GetManagedObjects are served by dbus-next; the methods are
+dispatched here, from a table made of the declared interfaces (so a signature is written once),
+because each call first asks the bus daemon for the caller's UID (only root may call them; the
+policy file says the same) and because file descriptors passed in and out must be closed once
+the message is written. Talking to a subhost's PID 1 (Run, OpenShell) takes threads of a pool
+of its own; a Run waits for its command's exit on the loop, holding no thread.
 
 Objects (docs: README, "D-Bus interface"):
 
 * ``/org/overlayboot/OverlayBoot1`` — ``org.overlayboot.OverlayBoot1.Manager``:
-  ``ListSubhosts() -> a(sso)``, ``GetSubhost(s) -> o``.
+  ``ListSubhosts() -> a(sso)``, ``GetSubhost(s) -> o``; ``org.freedesktop.DBus.ObjectManager``.
 * ``/org/overlayboot/OverlayBoot1/subhost/<escaped NAME>`` —
   ``org.overlayboot.OverlayBoot1.Subhost``: Name, State, Leader, RootDirectory, ConfigPath,
   Interfaces, Services, StartTime; Stop(), Share(ss), Unshare(s), OpenShell(asa{ss}) -> hu,
@@ -35,18 +46,20 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from dbus_next import BusType, Message, MessageType
+from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 from dbus_next.constants import NameFlag, RequestNameReply
 from dbus_next.errors import DBusError
 from dbus_next.service import PropertyAccess, ServiceInterface, dbus_property, method
 
-from .. import log, state
-from ..naming import unit_name
+from .. import log, state, systemd
+from ..errors import SubhostError
+from ..naming import subhost_end, unit_name
 from .names import (
     BUS_NAME,
     ERROR_ACCESS_DENIED,
@@ -54,17 +67,33 @@ from .names import (
     ERROR_NO_SUCH_SUBHOST,
     MANAGER_IFACE,
     MANAGER_PATH,
+    OBJECT_MANAGER_IFACE,
     SUBHOST_IFACE,
-    subhost_end,
     subhost_path,
 )
+from .watch import DirectoryWatch
 
-IDLE_EXIT = float(os.environ.get("OVERLAY_BOOT_BUS_IDLE", "60"))  # seconds without a call
+IDLE_EXIT = float(os.environ.get("OVERLAY_BOOT_BUS_IDLE", "60"))  # seconds idle, none running
+MAX_FOLLOWERS = 256  # clients kept track of (the bus daemon allows 512 match rules each)
+MAX_REFUSED = 1024  # records remembered as not served (logged once each)
 CONTROL_WORKERS = 16  # threads for talking to PID 1s (Run, OpenShell): their own pool
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
 SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
-ACTIVE_STATES = ("active", "activating", "reloading")
+# systemd's signals that may mean a subhost came or went: they only trigger a rescan.
+UNIT_PREFIX = "overlay-boot@"
+UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/overlay_2dboot_40"  # bus-escaped prefix
+DBUS = "org.freedesktop.DBus"
+DBUS_PATH = "/org/freedesktop/DBus"
+SYSTEMD_MATCHES = (
+    f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',interface='{SYSTEMD_MANAGER}',"
+    "member='JobRemoved'",
+    f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',interface='{SYSTEMD_MANAGER}',"
+    "member='UnitRemoved'",
+    f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
+    "member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit',"
+    "arg0='org.freedesktop.systemd1.Unit'",
+)
 
 
 class Failed(DBusError):
@@ -77,8 +106,8 @@ def _not_implemented() -> None:
 
 
 class Manager(ServiceInterface):
-    """The manager object. Method bodies here only declare the signatures for introspection;
-    `Service.dispatch` runs the calls."""
+    """The manager object. Method bodies here only declare the signatures (introspection,
+    `dispatch_table`); `Service.on_message` dispatches the calls."""
 
     def __init__(self) -> None:
         super().__init__(MANAGER_IFACE)
@@ -93,11 +122,25 @@ class Manager(ServiceInterface):
 
 
 class Subhost(ServiceInterface):
-    """One running subhost, its properties read from its runtime record."""
+    """One running subhost, its properties read from its runtime record. ``Subhost(None)``
+    is the declaration alone (the dispatch table is made from it)."""
 
-    def __init__(self, record: state.Runtime) -> None:
+    def __init__(self, record: state.Runtime | None) -> None:
         super().__init__(SUBHOST_IFACE)
         self.record = record
+
+    def snapshot(self) -> dict[str, Variant]:
+        """Every property's value, checked against its declared signature (ValueError when
+        the record does not fit: it is written partly from what PID 1 reports)."""
+        values = {}
+        for prop in self.introspect().properties:
+            try:
+                value = getattr(self, prop.name)
+                _check_text(value)
+                values[prop.name] = Variant(prop.signature, value)
+            except Exception as exc:  # noqa: BLE001 - any mismatch: a record not to serve
+                raise ValueError(f"{prop.name}: {type(exc).__name__}: {exc}") from None
+        return values
 
     @dbus_property(access=PropertyAccess.READ)
     def Name(self) -> 's':
@@ -161,8 +204,54 @@ Reply = tuple[str, list[Any], list[int]]  # signature, body, fds to pass (closed
 Handler = Callable[..., Awaitable[Reply]]
 
 
+@dataclass(frozen=True)
+class Call:
+    """How a declared method is dispatched: its handler and its declared signatures."""
+
+    handler: Handler
+    arg_types: tuple[str, ...]  # one complete type per argument
+    out_signature: str
+
+    @property
+    def in_signature(self) -> str:
+        return "".join(self.arg_types)
+
+
+def dispatch_table(interface: ServiceInterface,
+                   handlers: Mapping[str, Handler]) -> dict[tuple[str, str], Call]:
+    """(interface, member) -> Call for each method INTERFACE declares, with the signatures
+    of its declaration; HANDLERS must name exactly the declared methods."""
+    declared = interface.introspect().methods
+    if {m.name for m in declared} != set(handlers):
+        raise ValueError(f"{interface.name}: handlers {sorted(handlers)} are not the declared "
+                         f"methods {sorted(m.name for m in declared)}")
+    return {(interface.name, m.name): Call(handlers[m.name],
+                                           tuple(arg.signature for arg in m.in_args),
+                                           "".join(arg.signature for arg in m.out_args))
+            for m in declared}
+
+
+class SignalBus(MessageBus):
+    """dbus-next's MessageBus, but for its own InterfacesAdded/InterfacesRemoved.
+
+    dbus-next (0.2.3, its last release: Debian's and PyPI's) sends them at each export and
+    unexport from the exported object's own path; the D-Bus specification has them sent by
+    the object manager, from its path, which is what ``busctl``, GDBus's object manager
+    client and sd-bus expect. The service sends them itself (`Service.object_signal`), so
+    these two hooks of dbus-next's are silenced. (dbus-next declares
+    ``org.freedesktop.DBus.ObjectManager`` on every exported path and answers its
+    GetManagedObjects: every object below the path, with its properties.)
+    """
+
+    def _emit_interface_added(self, path: str, interface: ServiceInterface) -> None:
+        pass
+
+    def _emit_interface_removed(self, path: str, removed_interfaces: list[str]) -> None:
+        pass
+
+
 class Service:
-    """The bus connection, the exported objects and the method dispatch."""
+    """The bus connection, the exported objects, the method dispatch and the signals."""
 
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
@@ -176,57 +265,184 @@ class Service:
         self.last_call = self.loop.time()
         self.busy = 0
         self.done = asyncio.Event()
+        self.rescan_pending = False
+        self.refused: set[tuple[str, tuple[int, int, int]]] = set()  # records not served
+        self.watch: DirectoryWatch | None = None
+        self.followers: set[str] = set()  # clients that called GetManagedObjects, connected
+        self.tasks: set[asyncio.Future[None]] = set()
         bus.export(MANAGER_PATH, self.manager)
         bus.add_message_handler(self.on_message)
-        self.methods: dict[tuple[str, str], tuple[str, Handler]] = {
-            (MANAGER_IFACE, "ListSubhosts"): ("", self.list_subhosts),
-            (MANAGER_IFACE, "GetSubhost"): ("s", self.get_subhost),
-            (SUBHOST_IFACE, "Stop"): ("", self.stop),
-            (SUBHOST_IFACE, "Share"): ("ss", self.share),
-            (SUBHOST_IFACE, "Unshare"): ("s", self.unshare),
-            (SUBHOST_IFACE, "OpenShell"): ("asa{ss}", self.open_shell),
-            (SUBHOST_IFACE, "Run"): ("asa{ss}hhh", self.run),
-            (SUBHOST_IFACE, "Diff"): ("b", self.diff),
+        self.methods = {
+            **dispatch_table(self.manager, {
+                "ListSubhosts": self.list_subhosts, "GetSubhost": self.get_subhost}),
+            **dispatch_table(Subhost(None), {
+                "Stop": self.stop, "Share": self.share, "Unshare": self.unshare,
+                "OpenShell": self.open_shell, "Run": self.run, "Diff": self.diff}),
         }
 
     # -- what runs -----------------------------------------------------------------------
 
     def rescan(self) -> None:
-        """Export one object per running subhost, drop the objects of those gone."""
+        """Export one object per running subhost, drop the objects of those gone, and tell
+        the bus: InterfacesAdded, PropertiesChanged (what changed), InterfacesRemoved."""
+        self.rescan_pending = False
         records = {record.name: record for record in self.records.current()}
         for name in list(self.subhosts):
             if name not in records:
-                self.bus.unexport(subhost_path(name), self.subhosts.pop(name))
+                path = subhost_path(name)
+                self.bus.unexport(path, self.subhosts.pop(name))
+                self.object_signal("InterfacesRemoved", "oas", [path, [SUBHOST_IFACE]])
+                self.last_call = self.loop.time()  # the idle time counts from the last one
         for name, record in records.items():
-            if name in self.subhosts:
-                self.subhosts[name].record = record
-            else:
+            obj = self.subhosts.get(name)
+            if obj is None:
                 obj = Subhost(record)
-                self.bus.export(subhost_path(name), obj)
+                values = self.checked(obj)
+                if values is None:
+                    continue
+                path = subhost_path(name)
+                self.bus.export(path, obj)
                 self.subhosts[name] = obj
+                self.object_signal("InterfacesAdded", "oa{sa{sv}}",
+                                   [path, {SUBHOST_IFACE: values}])
+            elif obj.record != record:
+                before, served = obj.snapshot(), obj.record
+                obj.record = record
+                after = self.checked(obj)
+                if after is None:  # keep serving what was last fit to serve
+                    obj.record = served
+                    continue
+                changed = {key: value.value for key, value in after.items()
+                           if before.get(key) != value}
+                if changed:
+                    obj.emit_properties_changed(changed)
+
+    def object_signal(self, member: str, signature: str, body: list[Any]) -> None:
+        """InterfacesAdded or InterfacesRemoved, from the object manager (the manager)."""
+        self.bus.send(Message.new_signal(MANAGER_PATH, OBJECT_MANAGER_IFACE, member,
+                                         signature, body))
+
+    def checked(self, obj: Subhost) -> dict[str, Variant] | None:
+        """OBJ's properties, or None (logged once per file) when its record doesn't fit."""
+        try:
+            return obj.snapshot()
+        except ValueError as exc:
+            assert obj.record is not None
+            key = (obj.record.name, self.records.key_of(obj.record.name))
+            if key not in self.refused:
+                if len(self.refused) >= MAX_REFUSED:
+                    self.refused.clear()
+                self.refused.add(key)
+                log.warning(f"runtime record of {obj.record.name!r} not served: {exc}")
+            return None
+
+    def rescan_soon(self) -> None:
+        """One rescan for any number of wake-ups that come together (none once the bus
+        connection is closed: the service is leaving)."""
+        if not self.rescan_pending and self.bus.connected:
+            self.rescan_pending = True
+            self.loop.call_soon(self.rescan)
 
     def subhost_at(self, path: str) -> Subhost | None:
-        for obj in self.subhosts.values():
-            if subhost_path(obj.record.name) == path:
+        for name, obj in self.subhosts.items():
+            if subhost_path(name) == path:
                 return obj
         return None
+
+    # -- the sources of change ---------------------------------------------------------------
+
+    def watch_records(self) -> None:
+        """inotify on the runtime directory, made (as a supervisor would) if it is missing."""
+        self.watch = DirectoryWatch(state.RUN_DIR)
+        self.rewatch()
+        self.loop.add_reader(self.watch.fileno(), self.on_records_changed)
+
+    def rewatch(self) -> None:
+        assert self.watch is not None
+        if not self.watch.watch():
+            state.ensure_run_dir()
+            self.watch.watch()
+
+    def on_records_changed(self) -> None:
+        assert self.watch is not None
+        if self.watch.changed():
+            if not self.watch.watching:  # the directory was removed: made again, watched
+                try:
+                    self.rewatch()
+                except (OSError, SubhostError) as exc:
+                    log.warning(f"runtime records no longer watched: {exc}")
+                    self.loop.remove_reader(self.watch.fileno())
+            self.rescan_soon()
+
+    async def follow_systemd(self) -> None:
+        """Subscribe to systemd's unit signals (`on_signal` picks the overlay-boot@ ones)."""
+        if not systemd.booted():
+            return
+        replies = [await self.bus_daemon("AddMatch", rule) for rule in SYSTEMD_MATCHES]
+        replies.append(await self.bus.call(Message(destination=SYSTEMD, path=SYSTEMD_PATH,
+                                                   interface=SYSTEMD_MANAGER,
+                                                   member="Subscribe")))
+        for reply in replies:
+            if reply.message_type == MessageType.ERROR:
+                log.warning("systemd's signals not followed: "
+                            f"{reply.body[0] if reply.body else reply.error_name}")
+                return
+
+    async def keep_for(self, client: str) -> None:
+        """Stay while CLIENT, which called GetManagedObjects (what a follower of the signals
+        does first), is connected: on a host without systemd nothing else would start the
+        service when a subhost starts."""
+        if client in self.followers or len(self.followers) >= MAX_FOLLOWERS:
+            return
+        self.followers.add(client)
+        await self.bus_daemon("AddMatch", _gone_rule(client))
+        reply = await self.bus_daemon("NameHasOwner", client)  # gone before the rule was in?
+        if reply.message_type == MessageType.ERROR or not reply.body[0]:
+            await self.follower_gone(client)
+
+    async def follower_gone(self, client: str) -> None:
+        if client in self.followers:
+            self.followers.discard(client)
+            self.last_call = self.loop.time()
+            await self.bus_daemon("RemoveMatch", _gone_rule(client))
+
+    def bus_daemon(self, member: str, name: str) -> Awaitable[Message]:
+        return self.bus.call(Message(destination=DBUS, path=DBUS_PATH, interface=DBUS,
+                                     member=member, signature="s", body=[name]))
+
+    def on_signal(self, msg: Message) -> None:
+        if msg.member == "NameOwnerChanged" and msg.sender == DBUS:
+            if msg.body[0] in self.followers and not msg.body[2]:
+                self.background(self.follower_gone(msg.body[0]))
+        elif msg.member in ("JobRemoved", "UnitRemoved") and msg.interface == SYSTEMD_MANAGER:
+            unit = msg.body[2] if msg.member == "JobRemoved" else msg.body[0]
+            if isinstance(unit, str) and unit.startswith(UNIT_PREFIX):
+                self.rescan_soon()
+        elif msg.member == "PropertiesChanged" and (msg.path or "").startswith(UNIT_PATH_PREFIX):
+            self.rescan_soon()
 
     # -- dispatch ---------------------------------------------------------------------------
 
     def on_message(self, msg: Message) -> Message | bool:
         """Runs before dbus-next's own handling of every message."""
+        if msg.message_type == MessageType.SIGNAL:
+            self.on_signal(msg)
+            return False
         if msg.message_type != MessageType.METHOD_CALL:
             return False
         self.last_call = self.loop.time()
         self.rescan()
+        if (msg.interface, msg.member) == (OBJECT_MANAGER_IFACE, "GetManagedObjects") \
+                and msg.sender:
+            self.background(self.keep_for(msg.sender))
         key = (msg.interface, msg.member)
         if key not in self.methods:
             if msg.interface is None:  # the interface is optional in a call
                 key = next((k for k in self.methods if k[1] == msg.member), key)
             if key not in self.methods:
                 _close_fds(msg)
-                return False  # Introspect, Properties, Peer: dbus-next's
-        signature, handler = self.methods[key]
+                return False  # Introspect, Properties, Peer, ObjectManager: dbus-next's
+        call = self.methods[key]
         if key[0] == MANAGER_IFACE:
             target = None
             if msg.path != MANAGER_PATH:
@@ -239,17 +455,29 @@ class Service:
                 _close_fds(msg)
                 return Message.new_error(msg, ERROR_NO_SUCH_SUBHOST,
                                          f"no running subhost at {msg.path}")
-        if msg.signature != signature:
+        if msg.signature != call.in_signature:
             _close_fds(msg)
             return Message.new_error(
                 msg, "org.freedesktop.DBus.Error.InvalidArgs",
-                f"{msg.member} takes the signature {signature!r}, not {msg.signature!r}")
+                f"{msg.member} takes the signature {call.in_signature!r}, "
+                f"not {msg.signature!r}")
         self.busy += 1
-        task = self.loop.create_task(self.call(msg, handler, target))
-        task.add_done_callback(lambda _t: None)
+        self.background(self.call(msg, call, target))
         return True
 
-    async def call(self, msg: Message, handler: Handler, target: Subhost | None) -> None:
+    def background(self, work: Awaitable[None]) -> None:
+        """Run WORK on the loop, holding a reference until it is done (asyncio keeps only
+        a weak one)."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.finished)
+
+    def finished(self, task: asyncio.Future[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug(f"in the background: {task.exception()!r}")  # the bus went away
+
+    async def call(self, msg: Message, call: Call, target: Subhost | None) -> None:
         reply_fds: list[int] = []
         try:
             try:
@@ -258,11 +486,14 @@ class Service:
                     raise DBusError(ERROR_ACCESS_DENIED,
                                     f"only root may call {msg.member} (caller uid {uid})")
                 args = [msg.unix_fds[a] if t == "h" else a
-                        for t, a in zip(_arg_types(msg.signature), msg.body, strict=True)]
-                signature, body, reply_fds = await handler(target, *args)
-                reply = Message.new_method_return(msg, signature, body, reply_fds)
+                        for t, a in zip(call.arg_types, msg.body, strict=True)]
+                signature, body, reply_fds = await call.handler(target, *args)
+                if signature != call.out_signature:  # a handler that drifted from its declaration
+                    raise RuntimeError(f"{msg.member} answered {signature!r}, declared "
+                                       f"{call.out_signature!r}")
+                reply = Message.new_method_return(msg, call.out_signature, body, reply_fds)
             except DBusError as exc:
-                reply = exc._as_message(msg)
+                reply = Message.new_error(msg, exc.type, exc.text)
             except Exception as exc:  # noqa: BLE001 - every call gets an answer
                 log.error(f"{msg.member} failed: {type(exc).__name__}: {exc}")
                 reply = Message.new_error(msg, ERROR_FAILED, f"{type(exc).__name__}: {exc}")
@@ -276,10 +507,7 @@ class Service:
             self.last_call = self.loop.time()
 
     async def caller_uid(self, sender: str | None) -> int:
-        reply = await self.bus.call(Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
-            signature="s", body=[sender or ""]))
+        reply = await self.bus_daemon("GetConnectionUnixUser", sender or "")
         if reply.message_type == MessageType.ERROR or not reply.body:
             raise DBusError(ERROR_ACCESS_DENIED, "cannot tell who the caller is")
         return int(reply.body[0])
@@ -303,7 +531,7 @@ class Service:
         Returns once the stop is under way; the object goes when the subhost is gone."""
         record = target.record
         unit = unit_name(record.name)
-        if os.path.isdir("/run/systemd/system") and await self.unit_active(unit):
+        if systemd.booted() and await self.unit_active(unit):
             reply = await self.bus.call(Message(
                 destination=SYSTEMD, path=SYSTEMD_PATH, interface=SYSTEMD_MANAGER,
                 member="StopUnit", signature="ss", body=[unit, "replace"]))
@@ -330,7 +558,7 @@ class Service:
             body=["org.freedesktop.systemd1.Unit", "ActiveState"]))
         if reply.message_type == MessageType.ERROR:
             return False
-        return reply.body[0].value in ACTIVE_STATES
+        return reply.body[0].value in systemd.ACTIVE_STATES
 
     async def share(self, target: Subhost, host_directory: str,
                     subhost_directory: str) -> Reply:
@@ -365,7 +593,6 @@ class Service:
         """A login shell (argv empty) or argv on a new pty inside, a child of the subhost's
         PID 1. Answers the pty master and the process's PID (as seen on the host)."""
         from .. import control
-        from ..errors import SubhostError
 
         def start() -> tuple[int, int]:
             master, conn = control.open_tty(target.record.name, argv, rows=24, cols=80,
@@ -393,7 +620,6 @@ class Service:
         Only the start takes a thread; the wait for the exit is on the loop, so any number of
         long commands hold no thread that other calls need."""
         from .. import control
-        from ..errors import SubhostError
 
         if not argv:
             raise DBusError("org.freedesktop.DBus.Error.InvalidArgs", "Run needs a command")
@@ -429,12 +655,15 @@ class Service:
     # -- life ---------------------------------------------------------------------------------
 
     async def idle_watch(self) -> None:
+        """Leave after IDLE_EXIT seconds without calls, none in progress, no subhost
+        running and no follower connected: whoever follows the signals is not left deaf."""
         while True:
             idle = self.loop.time() - self.last_call
-            if self.busy == 0 and idle >= IDLE_EXIT:
+            waiting = self.busy == 0 and not self.subhosts and not self.followers
+            if waiting and idle >= IDLE_EXIT:
                 self.done.set()
                 return
-            await asyncio.sleep(max(1.0, IDLE_EXIT - idle) if self.busy == 0 else 1.0)
+            await asyncio.sleep(max(1.0, IDLE_EXIT - idle) if waiting else 1.0)
 
 
 class RunningRecords:
@@ -450,7 +679,8 @@ class RunningRecords:
         self.cache: dict[str, tuple[tuple[int, int, int], state.Runtime | None]] = {}
 
     def current(self) -> list[state.Runtime]:
-        """Like ``state.running()``: the records whose supervisor holds the lock, by name."""
+        """Like ``state.running()``: the records whose supervisor holds the lock, by name.
+        A record that names another subhost than its file is no record."""
         files = _record_files()
         for name in set(self.cache) - set(files):
             del self.cache[name]
@@ -460,11 +690,17 @@ class RunningRecords:
                 continue
             cached = self.cache.get(name)
             if cached is None or cached[0] != key:
-                cached = (key, state.read(name))
+                record = state.read(name)
+                cached = (key, record if record is not None and record.name == name else None)
                 self.cache[name] = cached
             if cached[1] is not None:
                 found.append(cached[1])
         return found
+
+    def key_of(self, name: str) -> tuple[int, int, int]:
+        """What identifies the content of NAME's record as last read."""
+        cached = self.cache.get(name)
+        return cached[0] if cached else (0, 0, 0)
 
 
 def _record_files() -> dict[str, tuple[int, int, int]]:
@@ -520,10 +756,20 @@ def session_of(master: int) -> int:
     return struct.unpack("i", fcntl.ioctl(master, tiocgsid, b"\0" * 4))[0]
 
 
-def _arg_types(signature: str) -> list[str]:
-    from dbus_next.signature import SignatureTree
+def _gone_rule(client: str) -> str:
+    """The match rule for the bus daemon's word that CLIENT (a unique name) disconnected."""
+    return (f"type='signal',sender='{DBUS}',path='{DBUS_PATH}',interface='{DBUS}',"
+            f"member='NameOwnerChanged',arg0='{client}',arg2=''")
 
-    return [t.signature for t in SignatureTree._get(signature).types]
+
+def _check_text(value: Any) -> None:
+    """Raise UnicodeEncodeError if VALUE holds a string D-Bus can't carry (a lone surrogate,
+    which JSON can spell): dbus-next would fail only when writing the message."""
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_text(item)
 
 
 def _close_fds(msg: Message) -> None:
@@ -550,18 +796,27 @@ def _command_env() -> dict[str, str]:
 
 
 async def serve() -> int:
-    bus = MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
+    bus = SignalBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True)
     try:
         await bus.connect()
     except (OSError, Exception) as exc:  # noqa: BLE001 - no bus: nothing to serve
         log.error(f"cannot connect to the system bus: {exc}")
         return 1
     service = Service(bus)
+    # Watching first, then the first scan: nothing that changes in between is missed.
+    try:
+        service.watch_records()
+    except (OSError, SubhostError) as exc:
+        log.warning(f"runtime records not watched (only looked at on calls): {exc}")
+    await service.follow_systemd()
     reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error(f"cannot own {BUS_NAME}: {reply.name}")
         bus.disconnect()
         return 1
+    # The subhosts running already appear (InterfacesAdded) once the name is ours: a
+    # subscriber matching on the name sees them.
+    service.rescan()
     log.debug(f"serving {BUS_NAME}")
     watch = asyncio.create_task(service.idle_watch())
     stop = asyncio.Event()
