@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from dataclasses import dataclass
 
 # --- namespaces: clone(2) / unshare(2) / setns(2) flags -----------------------------------------
 CLONE_NEWNS = 0x00020000
@@ -406,15 +405,20 @@ _libc.statx.argtypes = [ctypes.c_int, _c_str, ctypes.c_int, ctypes.c_uint, ctype
 _libc.statx.restype = ctypes.c_int
 
 
-@dataclass(frozen=True)
 class Statx:
     """What overlay-boot reads of a ``struct statx``: ``mount_root`` is None and ``mount_id``
-    -1 on kernels that do not report them (before Linux 5.8)."""
+    -1 on kernels that do not report them (before Linux 5.8). A plain class, not a dataclass
+    (whose generated code costs milliseconds at import): config.py imports this module while
+    a ``!`` command already runs, before its watchdog is in place."""
 
-    inode: int
-    device: tuple[int, int]
-    mount_id: int
-    mount_root: bool | None
+    __slots__ = ("inode", "device", "mount_id", "mount_root")
+
+    def __init__(self, inode: int, device: tuple[int, int], mount_id: int,
+                 mount_root: bool | None) -> None:
+        self.inode = inode
+        self.device = device
+        self.mount_id = mount_id
+        self.mount_root = mount_root
 
 
 def statx(fd: int, mask: int = STATX_MNT_ID) -> Statx:

@@ -12,9 +12,10 @@ source is in the host's namespace and the target in the subhost's.
 
 At run time (``share`` / ``unshare``), the work inside runs in a thread of its own that enters
 the subhost's mount namespace by a pidfd of its PID 1 (checked to be the process the runtime
-record names) and ends with it: ``setns(CLONE_NEWNS)`` takes a thread that shares no root and
-working directory with others (``unshare(CLONE_FS)`` first), and the calling process — the
-long-lived, threaded D-Bus service too — never leaves its own namespace. Inside, every path is
+record names), goes back to the caller's namespace and ends: ``setns(CLONE_NEWNS)`` takes a
+thread that shares no root and working directory with others (``unshare(CLONE_FS)`` first), so
+no other thread of the calling process — the long-lived, threaded D-Bus service too — ever
+leaves its own namespace, and no thread stays in the subhost's. Inside, every path is
 resolved by descriptor in the subhost's root (no link it planted leads out, no ``/proc`` magic
 link is followed), and what overlay-boot mounted itself is told by mount id, not by path text.
 
@@ -131,7 +132,7 @@ def unshare(name: str, target: str, hostdir: str | None = None) -> None:
 
 def in_mount_namespace(leader: int, work: Callable[[int], T]) -> T:
     """WORK(fd of the root) run in a new thread inside the mount namespace of the process of
-    pidfd LEADER; the thread ends with it. WORK's exception is raised here."""
+    pidfd LEADER; the thread goes back to ours and ends. WORK's exception is raised here."""
     import threading
 
     outcome: dict[str, object] = {}
@@ -139,14 +140,23 @@ def in_mount_namespace(leader: int, work: Callable[[int], T]) -> T:
     def run() -> None:
         try:
             libc.unshare(libc.CLONE_FS)  # this thread's own root and cwd: setns may change them
-            libc.setns(leader, libc.CLONE_NEWNS)  # also makes the subhost's root our root
-            root = resolve.open_root("/")
+            own = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                outcome["value"] = work(root)
+                libc.setns(leader, libc.CLONE_NEWNS)  # also makes the subhost's root our root
+                try:
+                    root = resolve.open_root("/")
+                    try:
+                        outcome["value"] = work(root)
+                    finally:
+                        os.close(root)
+                finally:
+                    # Back before the thread ends: join() returns before the kernel has
+                    # ended the thread, and nothing is ever seen in the subhost meanwhile.
+                    libc.setns(own, libc.CLONE_NEWNS)
             finally:
-                os.close(root)
+                os.close(own)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = exc
+            outcome.setdefault("error", exc)
 
     thread = threading.Thread(target=run, name="overlay-share")
     thread.start()
