@@ -356,8 +356,9 @@ class Service:
     async def in_worker(self, call: Callable[[], None]) -> None:
         """A blocking ``linux/share.py`` call in a worker thread; its SubhostError is the
         caller's Failed. (It enters the subhost's mount namespace in a thread of its own that
-        ends with it: neither the loop's thread nor a pooled worker ever leaves ours.) Share is
-        imported at its first call: most instances of this service never share."""
+        comes back and ends: neither the loop's thread nor a pooled worker ever leaves ours.)
+        linux/share.py is imported at the first call: most instances of this service never
+        share."""
         from ..errors import SubhostError
 
         try:
