@@ -174,7 +174,9 @@ def run_shell_status(command: str, *, config: Path, cwd: str,
     its stdout, stderr and exit status (negative: killed by that signal).
 
     The command runs in a process group of its own, killed as a whole on timeout, or by a
-    watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs. What it
+    watchdog when the caller dies (a ``kill -9`` of the supervisor) while it runs: the
+    watchdog leads that group and is armed before the command exists, so there is no moment
+    in which the command runs unwatched. What it
     leaves running in a session of its own after it has finished (a daemon, e.g. a FUSE
     mount's) is left alone, as 1.6.4 did. Output is bounded (OUTPUT_LIMIT). Raises
     CommandFailed on a timeout.
@@ -182,18 +184,19 @@ def run_shell_status(command: str, *, config: Path, cwd: str,
     import subprocess
 
     env = dict(os.environ, CONFIG=str(config), ACTION=ACTION)
+    watchdog = _watch_group()
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=watchdog,
         )
     except OSError as e:
+        _end_watchdog(watchdog)
         raise CommandFailed(f"cannot run {command!r} in {cwd}: {e.strerror or e}") from None
-    watchdog = _watch_group(proc.pid)
     try:
         out, err = _bounded_output(proc, timeout)
     except TimeoutError:
-        _kill_group(proc)
+        _kill_group(proc, watchdog)
         raise CommandFailed(
             f"command {command!r} did not finish within {timeout:g} s (killed)"
         ) from None
@@ -224,24 +227,38 @@ def run_command(command: str, *, config: Path, cwd: str, timeout: float) -> str:
     return first
 
 
-def _watch_group(pgid: int) -> int:
-    """Fork a watchdog that kills process group PGID if this process dies first.
+def _watch_group() -> int:
+    """Fork a watchdog that leads a new process group and kills that group (the command
+    joins it) if this process dies first; returns its PID, the group's ID, once it is armed.
 
     A parent-death signal on the command alone would not reach what it started.
     """
     from overlay_boot.linux import libc
 
     parent = os.getpid()
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(ready_w)
+        try:
+            armed = os.read(ready_r, 1)
+        finally:
+            os.close(ready_r)
+        if not armed:
+            _end_watchdog(pid)
+            raise CommandFailed("cannot start the watchdog of a command")
         return pid
     try:
+        os.close(ready_r)
         reset_signals()
+        os.setpgid(0, 0)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         libc.set_pdeathsig(signal.SIGUSR1)
         if os.getppid() == parent:  # else the caller is already gone
+            os.write(ready_w, b"1")
+            os.close(ready_w)
             signal.sigwait({signal.SIGUSR1})
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)
     except BaseException:  # noqa: BLE001 - a forked child must never return into the caller
         pass
     os._exit(0)
@@ -293,11 +310,11 @@ def _bounded_output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[byte
     return bytes(out), bytes(err)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], pgid: int) -> None:
     import subprocess
 
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
     try:

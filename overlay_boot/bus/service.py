@@ -562,31 +562,37 @@ class Service:
 
     async def share(self, target: Subhost, host_directory: str,
                     subhost_directory: str) -> Reply:
-        argv = ["--", _absolute(host_directory, "host_directory"), target.record.name]
+        """overlay-share HOSTDIR NAME [SUBHOSTDIR], in-process (``linux/share.py``)."""
+        from ..linux import share
+
+        hostdir = os.path.normpath(_absolute(host_directory, "host_directory"))
+        directory = hostdir
         if subhost_directory:
-            argv.append(_absolute(subhost_directory, "subhost_directory"))
-        await self.share_command(argv)
+            directory = os.path.normpath(_absolute(subhost_directory, "subhost_directory"))
+        await self.in_worker(functools.partial(share.share, target.record.name, hostdir,
+                                               directory))
         return "", [], []
 
     async def unshare(self, target: Subhost, subhost_directory: str) -> Reply:
-        # overlay-share --remove NAME SUBHOSTDIR: whichever share is there. The trailing "/"
-        # keeps SUBHOSTDIR from being read as a config file (the --remove HOSTDIR CONF form).
-        directory = _absolute(subhost_directory, "subhost_directory").rstrip("/") + "/"
-        await self.share_command(["--remove", "--", target.record.name, directory])
+        """overlay-share --remove NAME SUBHOSTDIR: whichever share is there."""
+        from ..linux import share
+
+        directory = os.path.normpath(_absolute(subhost_directory, "subhost_directory"))
+        await self.in_worker(functools.partial(share.unshare, target.record.name, directory))
         return "", [], []
 
-    async def share_command(self, args: list[str]) -> None:
-        """overlay-share does the work: it must enter the subhost's mount namespace, which
-        only a single-threaded process can (setns), so it runs as a process of its own."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "overlay_boot.cli.share", *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=_command_env())
-        _, err = await process.communicate()
-        if process.returncode != 0:
-            text = err.decode("utf-8", "replace").strip()
-            raise Failed(text.removeprefix("overlay-share: ") or
-                         f"overlay-share failed with status {process.returncode}")
+    async def in_worker(self, call: Callable[[], None]) -> None:
+        """A blocking ``linux/share.py`` call in a worker thread; its SubhostError is the
+        caller's Failed. (It enters the subhost's mount namespace in a thread of its own that
+        comes back and ends: neither the loop's thread nor a pooled worker ever leaves ours.)
+        linux/share.py is imported at the first call: most instances of this service never
+        share."""
+        from ..errors import SubhostError
+
+        try:
+            await self.loop.run_in_executor(self.control_pool, call)
+        except SubhostError as exc:
+            raise Failed(str(exc)) from None
 
     async def open_shell(self, target: Subhost, argv: list[str],
                          environment: dict[str, str]) -> Reply:
@@ -783,16 +789,6 @@ def _close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
-
-
-def _command_env() -> dict[str, str]:
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root  # the same overlay_boot as this service
-    for keep in ("OVERLAY_BOOT_RUN_DIR", "OVERLAY_BOOT_DEBUG", "LANG"):
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    return env
 
 
 async def serve() -> int:

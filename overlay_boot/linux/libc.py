@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 # --- namespaces: clone(2) / unshare(2) / setns(2) flags -----------------------------------------
 CLONE_NEWNS = 0x00020000
@@ -357,3 +358,44 @@ def fsconfig_fd(fsfd: int, key: str, fd: int) -> None:
         err = ctypes.get_errno()
         said = fs_messages(fsfd)
         raise OSError(err, f"fsconfig {key}: {os.strerror(err)}" + (f" ({said})" if said else ""))
+
+
+# --- statx(2), CLONE_FS: what the share mechanism (linux/share.py) needs -------------------------
+CLONE_FS = 0x00000200
+STATX_MNT_ID = 0x1000
+STATX_ATTR_MOUNT_ROOT = 0x2000
+_libc.statx.argtypes = [ctypes.c_int, _c_str, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
+_libc.statx.restype = ctypes.c_int
+
+
+class Statx:
+    """What overlay-boot reads of a ``struct statx``: ``mount_root`` is None and ``mount_id``
+    -1 on kernels that do not report them (before Linux 5.8). A plain class, not a dataclass
+    (whose generated code costs milliseconds at import): config.py imports this module while
+    a ``!`` command already runs, before its watchdog is in place."""
+
+    __slots__ = ("inode", "device", "mount_id", "mount_root")
+
+    def __init__(self, inode: int, device: tuple[int, int], mount_id: int,
+                 mount_root: bool | None) -> None:
+        self.inode = inode
+        self.device = device
+        self.mount_id = mount_id
+        self.mount_root = mount_root
+
+
+def statx(fd: int, mask: int = STATX_MNT_ID) -> Statx:
+    """statx(2) of ``fd`` itself (AT_EMPTY_PATH), asking for ``mask`` on top of the basics."""
+    buffer = ctypes.create_string_buffer(256)
+    _check(_libc.statx(fd, b"", AT_EMPTY_PATH, mask, buffer), "statx", _fd_name(fd))
+
+    def field(offset: int, size: int) -> int:
+        return int.from_bytes(buffer.raw[offset:offset + size], sys.byteorder)
+
+    # struct statx: stx_mask @0, stx_attributes @8, stx_ino @32, stx_attributes_mask @56,
+    # stx_dev_major/minor @136/140, stx_mnt_id @144.
+    known = field(56, 8) & STATX_ATTR_MOUNT_ROOT
+    mount_root = bool(field(8, 8) & STATX_ATTR_MOUNT_ROOT) if known else None
+    mount_id = field(144, 8) if field(0, 4) & STATX_MNT_ID else -1
+    return Statx(field(32, 8), (field(136, 4), field(140, 4)), mount_id, mount_root)
+

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from overlay_boot.linux import libc, resolve
+from overlay_boot.linux.share import attach, clone_tree
 
 TTY_GID = 5  # Debian's fixed "tty" group, as devpts' gid=5 option
 
@@ -229,38 +230,26 @@ class Bind:
                     os.close(tree.open(self.target))
                 except OSError:
                     return
-            if self.userns_fd >= 0:
-                self._attach_idmapped(tree, create)
-                return
-            flags = libc.MS_BIND | (libc.MS_REC if self.recursive else 0)
-            _mount_on(tree, self.target, self.source, None, flags, create=create)
-            if self.attributes:
-                _set_attributes(tree, self.target, self.attributes, self.recursive)
-
-
-    def _attach_idmapped(self, tree: _Tree, create: str | None) -> None:
-        """A clone of the source with the subhost's idmapping (host uid *k* is *k* inside)."""
-        from overlay_boot.linux import userns
-
-        try:
-            clone = userns.idmapped_tree(self.source, self.userns_fd)
-        except OSError as exc:
-            raise _os_error("idmap", self.source, exc) from None
-        try:
-            if self.attributes:
-                libc.mount_setattr(clone, "", libc.AT_EMPTY_PATH, attr_set=self.attributes)
+            # The one bind primitive (linux/share.py), as overlay-share's: a slave clone.
             try:
-                fd = tree.open(self.target, create)
+                clone = clone_tree(self.source, recursive=self.recursive,
+                                   attributes=self.attributes, userns_fd=self.userns_fd)
             except OSError as exc:
-                raise _os_error("open", tree.where(self.target), exc) from None
+                raise _os_error("idmap" if self.userns_fd >= 0 else "bind", self.source,
+                                exc) from None
             try:
-                userns.attach(clone, fd)
-            except OSError as exc:
-                raise _os_error("mount", tree.where(self.target), exc) from None
+                try:
+                    fd = tree.open(self.target, create)
+                except OSError as exc:
+                    raise _os_error("open", tree.where(self.target), exc) from None
+                try:
+                    attach(clone, fd)
+                except OSError as exc:
+                    raise _os_error("mount", tree.where(self.target), exc) from None
+                finally:
+                    os.close(fd)
             finally:
-                os.close(fd)
-        finally:
-            os.close(clone)
+                os.close(clone)
 
 
 @dataclass(frozen=True)
@@ -289,7 +278,7 @@ class IdmappedOverlay:
             try:
                 fd = tree.open(self.target)
                 try:
-                    userns.attach(overlay, fd)
+                    attach(overlay, fd)
                 finally:
                     os.close(fd)
             except OSError as exc:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from overlay_boot.linux import libc
+from overlay_boot.linux import libc, share
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,14 +43,7 @@ def write_maps(pid: int, ids: IdRange) -> None:
 
 def idmapped_tree(path: str | Path, userns_fd: int) -> int:
     """A detached clone of ``path`` (not its submounts) with the idmapping of ``userns_fd``."""
-    fd = libc.open_tree(path, libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC)
-    try:
-        libc.mount_setattr(fd, "", libc.AT_EMPTY_PATH, attr_set=libc.MOUNT_ATTR_IDMAP,
-                           userns_fd=userns_fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return share.clone_tree(path, userns_fd=userns_fd)
 
 
 class MappedCreator:
@@ -123,12 +116,6 @@ def _set_fd(fsfd: int, key: str, fd: int) -> None:
             raise OSError(exc.errno, f"{exc.strerror}: USERNS= needs overlay layers given as "
                           "descriptors (Linux 6.8 or later)") from None
         raise
-
-
-def attach(tree_fd: int, target_fd: int) -> None:
-    """Attach the detached mount ``tree_fd`` onto the directory open as ``target_fd``."""
-    libc.move_mount(tree_fd, "", to_dirfd=target_fd,
-                    flags=libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH)
 
 
 def become_root(userns_fd: int) -> None:

@@ -421,6 +421,18 @@ def test_share_and_unshare(box: SystemdBox, subhosts: Subhosts) -> None:
             "/mnt/from-host")
     inside = box.run("overlay-go", name, "--", "cat", "/mnt/from-host/file").stdout
     assert inside == "from the host\n"
+    # In-process, yet no thread of the long-lived service is left in the subhost's namespace
+    # (the service has a mount namespace of its own: PrivateDevices=).
+    pid = box.run("systemctl", "show", "-P", "MainPID", "overlay-boot-bus.service").stdout.strip()
+    spaces = box.run("sh", "-c", f"readlink /proc/{pid}/task/*/ns/mnt").stdout.split()
+    leader = prop(box, name, "Leader")
+    assert set(spaces) == {box.run("readlink", f"/proc/{pid}/ns/mnt").stdout.strip()}, spaces
+    assert box.run("readlink", f"/proc/{leader}/ns/mnt").stdout.strip() not in spaces
+    # The same mount as a SHARE= line makes: nodev (a confined subhost), a slave.
+    info = box.run("overlay-go", name, "--", "grep", " /mnt/from-host ",
+                   "/proc/self/mountinfo").stdout.split()
+    assert "nodev" in info[5].split(","), info
+    assert any(tag.startswith("master:") for tag in info[6:info.index("-")]), info
     again = box.run("busctl", "call", BUS, path_of(name), SUBHOST_IFACE, "Share", "ss",
                     str(hostdir), "/mnt/from-host", check=False)
     assert again.returncode != 0 and "already" in again.stderr, again.stderr
