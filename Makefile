@@ -66,14 +66,15 @@ lint: setup
 check: setup lint
 	OVERLAY_BOOT_NO_SKIP=1 $(PYTEST) -q -rfEs tests
 
+# Each tier alone, under the same rule as check: a skip or an xfail fails the run.
 test-unit: setup
-	$(PYTEST) -q tests/unit
+	OVERLAY_BOOT_NO_SKIP=1 $(PYTEST) -q -rfEs tests/unit
 
 test-root: setup
-	$(PYTEST) -q tests/root
+	OVERLAY_BOOT_NO_SKIP=1 $(PYTEST) -q -rfEs tests/root
 
 test-system: setup
-	$(PYTEST) -q tests/system
+	OVERLAY_BOOT_NO_SKIP=1 $(PYTEST) -q -rfEs tests/system
 
 # `make check` runs tests/soak short (10 x 3); this is the long run (tests/reliability_report.py
 # --soak runs it with the rest of the reliability suite and writes docs/RELIABILITY.md).
