@@ -109,7 +109,7 @@ class Process:
     uts: str = field(compare=False)
 
     def __str__(self) -> str:
-        return f"process {self.pid} ({self.comm}) {self.cmdline[:120]} [cgroup {self.cgroup}]"
+        return f"process {self.pid} ({self.comm}) {self.cmdline[:200]} [cgroup {self.cgroup}]"
 
     def text(self) -> str:
         return f"{self.cmdline} {self.cgroup} {self.config}"
@@ -166,8 +166,8 @@ class Scope:
     paths: tuple[str, ...] = ()
     marked: bool = False
 
-    def names_it(self, text: str) -> bool:
-        return any(n and n in text for n in (*self.names, *self.paths))
+    def names_it(self, text: str, *, by_path: bool = True) -> bool:
+        return any(n and n in text for n in (*self.names, *(self.paths if by_path else ())))
 
 
 # --- reading the machine ----------------------------------------------------------------------
@@ -357,14 +357,15 @@ def hostname_of(pid: int) -> str | None:
 
 
 def attributable_processes(processes: Iterable[Process], scope: Scope) -> set[Process]:
-    """Processes named after SCOPE (command line, cgroup, CONFIG, hostname) or marked (when
-    SCOPE.marked), and everything descending from those."""
+    """Processes named after SCOPE's names (command line, cgroup, CONFIG, hostname) or marked
+    (when SCOPE.marked), and everything descending from those. Not by SCOPE's paths: a scratch
+    directory holds the other subhosts of the same test too, which may still run."""
     by_pid = {p.pid: p for p in processes}
     hostnames = {os.readlink("/proc/self/ns/uts"): None}  # UTS namespace -> its hostname
     names = set(scope.names)
     hit: set[int] = set()
     for proc in by_pid.values():
-        if scope.names_it(proc.text()) or (scope.marked and proc.marked):
+        if scope.names_it(proc.text(), by_path=False) or (scope.marked and proc.marked):
             hit.add(proc.pid)
         elif names and proc.uts:
             if proc.uts not in hostnames:

@@ -213,9 +213,12 @@ class Lab:
             self.stop(name)
             problems += self.leftovers(name)
         # and any process the test's commands started that still runs, whoever its parent
-        problems += [p for p in new_things(self.before, snapshot(), Scope(marked=True))
-                     if p not in problems]
-        return problems
+        # (given the moment to exit that the leftovers above get)
+        deadline = time.monotonic() + 5
+        while (strays := [p for p in new_things(self.before, snapshot(), Scope(marked=True))
+                          if p not in problems]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return problems + strays
 
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
