@@ -21,7 +21,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.leaks import REPO, HostState, command, leftovers, run_command, snapshot
+from tests.leaks import (
+    REPO,
+    HostState,
+    Scope,
+    command,
+    leftovers,
+    new_things,
+    run_command,
+    snapshot,
+)
 
 GATE_SCRIPT = """#!/bin/sh
 # gate STAGE [start|stop]: a START service gets start/stop; hooks get paths.
@@ -174,12 +183,11 @@ class Lab:
             time.sleep(0.01)
 
     def leftovers(self, name: str, timeout: float = 5) -> list[str]:
-        """What NAME left: its mounts (or any under the scratch directory), netns, links,
-        processes, runtime files. Other tests' objects on the same host don't count."""
+        """What NAME left (tests/leaks.py: by identity, named after NAME or the scratch
+        directory, or descending from what is). Other tests' objects on the host don't count."""
         deadline = time.monotonic() + timeout
         while True:
-            problems = [p for p in leftovers(self.before, name)
-                        if name in p or str(self.scratch) in p]
+            problems = leftovers(self.before, name, paths=(str(self.scratch),))
             if not problems or time.monotonic() > deadline:
                 return problems
             time.sleep(0.05)
@@ -204,7 +212,13 @@ class Lab:
         for name in self.started:
             self.stop(name)
             problems += self.leftovers(name)
-        return problems
+        # and any process the test's commands started that still runs, whoever its parent
+        # (given the moment to exit that the leftovers above get)
+        deadline = time.monotonic() + 5
+        while (strays := [p for p in new_things(self.before, snapshot(), Scope(marked=True))
+                          if p not in problems]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return problems + strays
 
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:

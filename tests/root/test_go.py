@@ -132,12 +132,11 @@ def test_interactive_shell(sub: Subhost, terminals: list[Terminal]) -> None:
     term.proc.send_signal(signal.SIGWINCH)
     assert b"40 120" in term.run("stty size")
     # Ctrl-C reaches the foreground job through the pty's line discipline.
-    term.send("sleep 30\r")
+    term.send("sleep 300\r")
     wait_inside(sub, COUNT_SLEEPS, "1")
-    started = time.monotonic()
     term.send("\x03")
-    assert b"N0N" in term.run(f"echo N$({COUNT_SLEEPS})N", timeout=3)
-    assert time.monotonic() - started < 3
+    # the sleep is gone: without the Ctrl-C the echo would run only after 300 s
+    assert b"N0N" in term.run(f"echo N$({COUNT_SLEEPS})N", timeout=60)
     # Ctrl-Z stops it: job control works.
     term.send("sleep 31\r")
     wait_inside(sub, COUNT_SLEEPS, "1")
@@ -513,10 +512,9 @@ def test_stop_ends_the_commands_it_started(
         while not _children(own_subhost.leader, "sleep"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        started = time.monotonic()
         assert run_command("stop", own_subhost.name).returncode == 0
-        # PID 1 hangs them up (SIGHUP) with the TERM: no waiting for the grace period.
-        assert time.monotonic() - started < 3
+        # PID 1 hangs them up (SIGHUP) with the TERM: they end by SIGHUP, not by the SIGKILL
+        # after the grace period (how fast: make bench)
         assert proc.wait(timeout=10) == 128 + signal.SIGHUP
         assert term.wait() == 128 + signal.SIGHUP
         assert termios.tcgetattr(term.slave) == term.settings

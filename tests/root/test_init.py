@@ -284,12 +284,16 @@ def test_environment_session_and_stdin(subhost, tmp_path: Path) -> None:
 
 
 def test_daemon_keeping_the_pipe_open_does_not_block(subhost, tmp_path: Path) -> None:
-    chatty = service(tmp_path, "chatty", start="(sleep 1; echo late line; sleep 1000) &")
+    """The daemon writes its line only once the test saw READY: READY did not wait for it."""
+    go = tmp_path / "go"
+    chatty = service(tmp_path, "chatty",
+                     start=f"(while [ ! -e {go} ]; do sleep 0.05; done; echo late line; "
+                           "sleep 1000) &")
     after = service(tmp_path, "after")
     s = subhost(f"{chatty} {after}")
-    t0 = time.monotonic()
     s.until_ready()
-    assert time.monotonic() - t0 < 1.0
+    assert f"{chatty}: late line" not in s.stderr()
+    go.touch()
     deadline = time.monotonic() + 5
     while f"{chatty}: late line" not in s.stderr() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -330,19 +334,19 @@ def test_term_ignoring_daemon_is_killed_after_grace(subhost, tmp_path: Path) -> 
     t0 = time.monotonic()
     s.kill(signal.SIGTERM)
     assert s.wait() == 0
-    elapsed = time.monotonic() - t0
-    assert 1.0 <= elapsed < 3.0
+    assert time.monotonic() - t0 >= 1.0  # not before the grace period (how long: make bench)
     assert "sending SIGKILL" in s.stderr()
 
 
 def test_everything_gone_quickly_without_stragglers(subhost, tmp_path: Path) -> None:
     a = service(tmp_path, "a")
-    s = subhost(str(a), grace=10.0)
+    s = subhost(str(a), grace=60.0)
     s.until_ready()
     t0 = time.monotonic()
     s.kill(signal.SIGTERM)
     assert s.wait() == 0
-    assert time.monotonic() - t0 < 2.0  # nothing left after stop: no grace period waited
+    # nothing left after stop: the (long) grace period was not waited (how fast: make bench)
+    assert time.monotonic() - t0 < 60.0
     assert "SIGKILL" not in s.stderr()
 
 
@@ -354,7 +358,8 @@ def test_stop_timeout_kills_a_hanging_stop(subhost, tmp_path: Path) -> None:
     t0 = time.monotonic()
     s.kill(signal.SIGTERM)
     assert s.wait() == 0
-    assert 1.0 <= time.monotonic() - t0 < 4.0
+    # the stop timeout, not the hanging `sleep 100` (how long exactly: make bench)
+    assert 1.0 <= time.monotonic() - t0 < 100
     assert log_lines(tmp_path)[4:] == ["stop hang", "stop a"]
     assert f"{hang}: stop timed out, killed" in s.stderr()
     assert f"{a}: stop: done" in s.stderr()
@@ -417,7 +422,7 @@ def test_poweroff_signal_stops(subhost, tmp_path: Path) -> None:
 
 
 def test_nothing_to_start_stays_up_without_a_dummy(subhost, tmp_path: Path) -> None:
-    s = subhost("")
+    s = subhost("", grace=60.0)
     assert s.until_ready() == []
     time.sleep(0.3)
     assert s.proc.poll() is None
@@ -425,7 +430,7 @@ def test_nothing_to_start_stays_up_without_a_dummy(subhost, tmp_path: Path) -> N
     t0 = time.monotonic()
     s.kill(signal.SIGTERM)
     assert s.wait() == 0
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 60.0  # nothing to wait for: not the grace period
 
 
 def test_init_override_script_runs_instead_of_start(subhost, tmp_path: Path) -> None:

@@ -317,13 +317,11 @@ def test_falls_back_to_a_forked_child_without_a_service(python, sockdir, spaces)
         dead.bind(str(stale))
     env = dict(os.environ, PYTHONPATH=str(REPO), OVERLAY_BOOT_NET_SOCKET=str(stale))
     env.pop("OVERLAY_BOOT_DEBUG", None)
-    started = time.monotonic()
     quiet = subprocess.run(["ip", "netns", "exec", host, python, "-c", CLIENT, sub,
                             repr(cables), "[]"], capture_output=True, text=True, env=env,
                            timeout=60)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert quiet.stderr == ""
-    assert time.monotonic() - started < 10
     assert links(sub) == ["lo", "eth0"]
 
 

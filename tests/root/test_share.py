@@ -29,7 +29,8 @@ def hostdir(tmp_path: Path) -> Iterator[Path]:
 
 def host_mounts() -> frozenset[str]:
     """The host's mount points, but the netns binds (other tests' subhosts come and go)."""
-    return frozenset(m for m in snapshot().mounts if not m.startswith("/run/netns/"))
+    return frozenset(m.mountpoint for m in snapshot().mounts
+                     if not m.mountpoint.startswith("/run/netns/"))
 
 
 def share(*args: str):

@@ -68,22 +68,13 @@ class Subhosts:
         return self.box.run("systemctl", "is-active", self.unit(name), check=False).stdout.strip()
 
     def leftovers(self, name: str) -> list[str]:
-        """What NAME left inside the box: netns, links, mounts, processes, runtime files."""
-        out = self.box.run(
-            "sh", "-c",
-            f"ls /run/netns/{name} /run/overlay-boot/{name}.json /run/overlay-boot/{name}.lock "
-            f"2>/dev/null; ls /sys/class/net | grep '^{name}' ; "
-            f"grep ' {self.box.scratch}/{name}/live' /proc/self/mountinfo; "
-            f"systemctl show -P ControlGroup {self.unit(name)}",
-            check=False,
-        ).stdout.split("\n")
-        cgroup = out[-2] if len(out) >= 2 else ""
-        found = [line for line in out[:-2] if line.strip()]
-        if cgroup:
-            procs = self.box.run("cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs", check=False)
-            if procs.returncode == 0 and procs.stdout.strip():
-                found.append(f"processes {procs.stdout.split()}")
-        return found
+        """Everything named after NAME (or under its base) that exists in the box: mounts,
+        netns, links, processes (the unit's cgroup, hostname NAME, and their descendants),
+        runtime files and sockets, runtime drop-ins, machined registrations, cgroups, loop
+        devices (tests/leaks.py, run inside the box)."""
+        out = self.box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
+                           name, f"{self.box.scratch}/{name}/").stdout
+        return out.splitlines()
 
     def stop_all(self) -> None:
         """Stop every subhost made here; fail on anything one of them left."""
