@@ -1,7 +1,8 @@
 """PID 1 of a subhost: start the START services, reap every orphan, stop in reverse order.
 
-Forked from the supervisor (not exec'd) after ``pivot_root``, so it must need nothing from the
-subhost's filesystem except what it runs, and stays small: standard library only, one
+Run by PID 1's own interpreter (``linux/entry.py``) after ``pivot_root``, so it must need
+nothing from the subhost's filesystem except what it runs (its import system is sealed), and
+stays small: light standard library modules only (no dataclasses, typing, pathlib), one
 ``poll`` loop, no threads. Signals reach the loop through ``signal.set_wakeup_fd``; the
 Python-level handlers do nothing (they must exist: PID 1 of a PID namespace only receives
 signals it has a handler for).
@@ -19,19 +20,25 @@ request, as its own children (docs/ARCHITECTURE.md, "Entering a subhost"): see `
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
 import signal
 import socket
 import stat
 import struct
+import sys
 import termios
 import time
-from dataclasses import dataclass
 
 from overlay_boot import log
-from overlay_boot.control import receive_message, send_message, shell_status
+from overlay_boot.control_wire import (
+    exit_message,
+    parse_request,
+    parse_signal,
+    receive_message,
+    send_message,
+)
+from overlay_boot.linux import runfiles
 
 # Annotations only: `typing` stays out of PID 1's memory.
 TYPE_CHECKING = False
@@ -47,18 +54,45 @@ _KILL_WAIT = 5.0  # how long to reap after the final SIGKILL before giving up
 _MAX_LINE = 8192  # a relayed line longer than this is cut
 
 
-@dataclass(frozen=True)
 class InitSettings:
-    name: str
-    start: tuple[str, ...]  # START words; () for none
-    script: str | None  # INIT override: a shell script run instead of the built-in start
-    grace: float = 5.0  # seconds between TERM and KILL at shutdown
-    log_fd: int | None = None  # LOG= file, lines copied there too
-    stop_timeout: float = STOP_TIMEOUT  # per stop command, then it is killed
-    control_fd: int | None = None  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
-    # USERNS=: PID 1 is in a user namespace where host root has no uid (it reads as the
-    # overflow uid, as a uid of the subhost may): a client is host root by being outside.
-    host_peers_unmapped: bool = False
+    """What PID 1 is told by the supervisor (a plain class: ``dataclasses`` costs PID 1 more
+    than a megabyte, see docs/ARCHITECTURE.md "Processes")."""
+
+    __slots__ = ("name", "start", "script", "grace", "log_fd", "stop_timeout", "control_fd",
+                 "host_peers_unmapped", "notify_fd", "run_dir_fd", "lock_fd")
+
+    def __init__(
+        self,
+        name: str,
+        start: tuple[str, ...],  # START words; () for none
+        script: str | None,  # INIT override: a shell script run instead of the built-in start
+        grace: float = 5.0,  # seconds between TERM and KILL at shutdown
+        log_fd: int | None = None,  # LOG= file, lines copied there too
+        stop_timeout: float = STOP_TIMEOUT,  # per stop command, then it is killed
+        control_fd: int | None = None,  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
+        # USERNS=: PID 1 is in a user namespace where host root has no uid (it reads as the
+        # overflow uid, as a uid of the subhost may): a client is host root by being outside.
+        host_peers_unmapped: bool = False,
+        # Under systemd, once the supervisor has handed the unit over to PID 1 (MAINPID=):
+        # a socket connected to systemd's notify socket, RUN_DIR and the subhost's lock.
+        notify_fd: int | None = None,
+        run_dir_fd: int | None = None,
+        lock_fd: int | None = None,
+    ) -> None:
+        self.name = name
+        self.start = tuple(start)
+        self.script = script
+        self.grace = grace
+        self.log_fd = log_fd
+        self.stop_timeout = stop_timeout
+        self.control_fd = control_fd
+        self.host_peers_unmapped = host_peers_unmapped
+        self.notify_fd = notify_fd
+        self.run_dir_fd = run_dir_fd
+        self.lock_fd = lock_fd
+
+    def __repr__(self) -> str:
+        return f"InitSettings(name={self.name!r}, start={self.start!r})"
 
 
 def find_command(name: str, path: str = SANE_PATH) -> str | None:
@@ -121,14 +155,23 @@ class _Init:
         self.wake_r = -1
         self.devnull = -1  # opened once, before any process of the subhost could replace it
         self.ready_sent = False
+        # Under systemd: set once the supervisor has exited, PID 1 being the unit's main
+        # process: STATUS=/READY=1 go to systemd and the record is PID 1's to keep current.
+        self.notify: socket.socket | None = None
+        self.handed_over = False
         self.control: _Control | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        for fd in (self.status_fd, self.settings.log_fd):
+        settings = self.settings
+        for fd in (self.status_fd, settings.log_fd, settings.run_dir_fd, settings.lock_fd):
             if fd is not None and fd >= 0:
                 os.set_inheritable(fd, False)
+        if settings.notify_fd is not None:
+            self.notify = socket.socket(fileno=settings.notify_fd)
+            self.notify.set_inheritable(False)
+            self.notify.setblocking(False)
         if self.status_fd >= 0:
             os.set_blocking(self.status_fd, False)
         log.configure(extra_fd=self.settings.log_fd)
@@ -153,6 +196,8 @@ class _Init:
         self.poller.register(self.wake_r, select.POLLIN)
         if self.relay is not None:
             self.poller.register(self.relay.fileno(), select.POLLIN)
+        if self.notify is not None and self.status_fd >= 0:
+            self.poller.register(self.status_fd, 0)  # POLLERR: the supervisor exited
         if self.settings.control_fd is not None and self.settings.control_fd >= 0:
             self.control = _Control(self.settings.control_fd, self.poller,
                                     self.settings.host_peers_unmapped)
@@ -165,6 +210,8 @@ class _Init:
         for fd, _ in self.poller.poll(ms):
             if fd == self.wake_r:
                 self.handle_signals()
+            elif fd == self.status_fd:
+                self.take_over()
             elif fd in self.relays:
                 self.relay_output(fd)
             elif self.relay is not None and fd == self.relay.fileno():
@@ -230,12 +277,57 @@ class _Init:
         log.info(line.decode("utf-8", "replace").rstrip("\r"), source=source)
 
     def status(self, line: str) -> None:
+        """One line of the status pipe (docs/ARCHITECTURE.md); after the hand-over, the same
+        to systemd and the runtime record."""
+        if self.handed_over:
+            self.tell_systemd(line)
+            return
         if self.status_fd < 0:
             return
         try:
             os.write(self.status_fd, line.encode("utf-8", "replace") + b"\n")
         except OSError:
-            pass  # the supervisor stopped listening; PID 1 carries on regardless
+            # The supervisor stopped listening; PID 1 carries on regardless.
+            if self.notify is not None:
+                self.take_over()
+                self.tell_systemd(line)
+
+    def take_over(self) -> None:
+        """The supervisor has exited (it closed its end of the status pipe): from now on PID 1
+        is the unit's main process (it sent MAINPID= before it went)."""
+        if self.handed_over or self.notify is None:
+            return
+        self.handed_over = True
+        try:
+            self.poller.unregister(self.status_fd)
+        except KeyError:
+            pass
+        os.close(self.status_fd)
+        self.status_fd = -1
+
+    def tell_systemd(self, line: str) -> None:
+        kind, _, text = line.partition(" ")
+        run_dir = self.settings.run_dir_fd
+        if kind == "STATUS":
+            # Never STOPPING=1: a reboot (SIGINT) stops the services too, and the unit stays.
+            self.sd_notify("STATUS=" + text)
+            if run_dir is not None:
+                runfiles.update_record(run_dir, self.settings.name, state=text.partition(" ")[0])
+        elif kind == "READY":
+            self.sd_notify(f"READY=1\nSTATUS=Running subhost {self.settings.name}")
+            if run_dir is not None:
+                runfiles.update_record(run_dir, self.settings.name, state="running")
+        elif kind == "SERVICE" and run_dir is not None:
+            word, _, service = text.partition(" ")
+            runfiles.update_record(run_dir, self.settings.name, word=word, service=service)
+
+    def sd_notify(self, message: str) -> None:
+        if self.notify is None:
+            return
+        try:
+            self.notify.send(message.encode("utf-8", "replace"))
+        except OSError:
+            pass  # systemd busy or gone: a lost status line never ends a subhost
 
     # --- running commands -------------------------------------------------------------------
 
@@ -398,6 +490,8 @@ class _Init:
             self.relay_output(fd, final=True)
         log.info("stopped")
         log.flush()
+        if self.handed_over and self.settings.run_dir_fd is not None:
+            runfiles.remove(self.settings.run_dir_fd, self.settings.name, self.settings.lock_fd)
         os._exit(0)
 
 
@@ -467,7 +561,14 @@ class _Control:
                 raise _Refused("permission denied: only root may do this")
             if stopping:
                 raise _Refused("the subhost is stopping")
-            pid, master = self.spawn(_parse_request(message), fds)
+            request = parse_request(message)
+            if request["op"] == "modules":
+                raise _Answer({"ok": True, "modules": sorted(sys.modules)})
+            pid, master = self.spawn(request, fds)
+        except _Answer as answer:
+            _send(conn, answer.message)
+            conn.close()
+            return
         except (_Refused, ValueError, OSError) as exc:
             text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
             if text:
@@ -536,11 +637,8 @@ class _Control:
             self.clients[pid] = None
             conn.close()
             return
-        try:
-            sig = int(json.loads(message)["signal"])
-        except (ValueError, KeyError, TypeError):
-            return
-        if 0 < sig <= signal.SIGRTMAX:
+        sig = parse_signal(message)
+        if sig is not None and 0 < sig <= signal.SIGRTMAX:
             for target in (-pid, pid):  # the group (it leads one), else the process itself
                 try:
                     os.kill(target, sig)
@@ -562,10 +660,18 @@ class _Control:
         conn = self.clients.pop(pid)
         if conn is None:
             return
-        _send(conn, {"exit": shell_status(status)})
+        _send(conn, exit_message(status))
         self.poller.unregister(conn)
         self.running.pop(conn.fileno(), None)
         conn.close()
+
+
+class _Answer(Exception):
+    """A request answered at once (no process started): MESSAGE goes back to the client."""
+
+    def __init__(self, message: dict) -> None:
+        super().__init__("answered")
+        self.message = message
 
 
 class _Refused(Exception):
@@ -599,34 +705,6 @@ def _send(conn: socket.socket, answer: dict, fds: tuple[int, ...] = ()) -> None:
         send_message(conn, answer, fds)
     except OSError:
         pass  # the client went away
-
-
-def _parse_request(message: bytes) -> dict:
-    """Check a ``run`` request; raises ValueError (its text goes back to the client)."""
-    request = json.loads(message)
-    if not isinstance(request, dict) or request.get("op") != "run":
-        raise ValueError("unknown request")
-    argv = request.get("argv", [])
-    env = request.get("env", {})
-    cwd = request.get("cwd")
-    if not (isinstance(argv, list) and all(isinstance(a, str) and "\0" not in a for a in argv)):
-        raise ValueError("argv must be a list of strings")
-    if not (isinstance(env, dict) and all(
-        isinstance(k, str) and isinstance(v, str) and k and "=" not in k
-        and "\0" not in k + v for k, v in env.items()
-    )):
-        raise ValueError("env must map names to strings")
-    if cwd is not None and not (isinstance(cwd, str) and cwd.startswith("/")):
-        raise ValueError("cwd must be an absolute path")
-    parsed = {"argv": argv, "env": dict(env), "cwd": cwd, "login": bool(request.get("login")),
-              "tty": bool(request.get("tty"))}
-    if parsed["tty"]:
-        for key, default in (("rows", 24), ("cols", 80)):
-            value = request.get(key) or default
-            if not isinstance(value, int) or not 0 < value < 65536:
-                raise ValueError(f"{key} must be a number from 1 to 65535")
-            parsed[key] = value
-    return parsed
 
 
 _PASSWD_MAX = 1 << 20  # a passwd file larger than this is not read past it
