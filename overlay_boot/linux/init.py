@@ -818,34 +818,3 @@ def run(settings: InitSettings, status_fd: int, relay: Relay | None = None) -> N
         if not pid1.ready_sent:
             pid1.status(f"ERROR init failed: {exc}")
         os._exit(1)
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """``python -m overlay_boot.linux.init``: run as PID 1 of the current PID namespace."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m overlay_boot.linux.init")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--start", default="", help="START words, space-separated")
-    parser.add_argument("--script", help="file holding an INIT override script")
-    parser.add_argument("--grace", type=float, default=5.0)
-    parser.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT)
-    parser.add_argument("--status-fd", type=int, default=1)
-    args = parser.parse_args(argv)
-    words = tuple(w for w in args.start.split() if w != "none")
-    script = None
-    if args.script:
-        with open(args.script, encoding="utf-8") as f:
-            script = f.read()
-    settings = InitSettings(
-        name=args.name,
-        start=words,
-        script=script,
-        grace=args.grace,
-        stop_timeout=args.stop_timeout,
-    )
-    run(settings, args.status_fd)
-
-
-if __name__ == "__main__":
-    main()
