@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import cleanup, log, neighbours, netns, state
+from . import cleanup, log, neighbours, netns, state, status_wire
 from .config import CommandFailed, Config, failure_text, run_shell_status
 from .errors import SubhostError
 from .linux import boot
@@ -31,7 +31,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 
 MAX_STATUS_LINE = 4096
 MAX_STATUS_TEXT = 200
 MAX_ERROR_TEXT = 1000
-SERVICE_STATES = frozenset({"starting", "started", "stopping", "stopped", "failed"})
 SUBHOST_STATES = frozenset({"starting", "running", "stopping"})
 RECORD_INTERVAL = 0.2  # seconds: at most this often is the runtime record rewritten
 
@@ -280,7 +279,7 @@ class Supervisor:
 
     def _on_status_line(self, line: str) -> str | None:
         """Act on one line of PID 1's; returns the message of an ERROR line."""
-        kind, _, text = line.partition(" ")
+        kind, text, state = status_wire.parse(line)
         if kind == "READY":
             if not self.ready_seen:
                 self.ready_seen = True
@@ -292,9 +291,8 @@ class Supervisor:
             self._status(text)
             self._set_record(state=text.partition(" ")[0])
         elif kind == "SERVICE":
-            word, _, service = text.partition(" ")
-            if word in self.config.start and service in SERVICE_STATES:
-                self._set_record(word=word, service=service)
+            if text in self.config.start and state in status_wire.SERVICE_STATES:
+                self._set_record(word=text, service=state)
             else:
                 self._unknown(line)
         elif kind == "ERROR":

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from overlay_boot import log
+from overlay_boot import log, status_wire
 from overlay_boot.capabilities import Grant
 from overlay_boot.linux import confine, journal, libc, mounts, pivot, userns
 from overlay_boot.linux.pivot import StepError
@@ -210,7 +210,7 @@ def _pid1(
             built = True
         except BaseException as exc:  # anything before init: report it and die
             message = _message(exc)
-            if not _report(status_fd, f"ERROR {message}"):  # else the supervisor logs it
+            if not _report(status_fd, status_wire.error(message)):  # else the supervisor logs it
                 log.error(f"subhost {getattr(config, 'name', '?')}: {message}")
             built = False
         if built:
@@ -475,7 +475,7 @@ def _message(exc: BaseException) -> str:
 
 def _report(fd: int, line: str) -> bool:
     try:
-        os.write(fd, line.encode("utf-8", "replace") + b"\n")
+        os.write(fd, status_wire.encode(line))
     except OSError:
         return False  # nobody listening any more
     return True

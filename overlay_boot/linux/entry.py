@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
     import socket
     import warnings  # noqa: F401
 
-    from overlay_boot import log
+    from overlay_boot import log, status_wire
     from overlay_boot.linux import confine, init, pivot
 
     plan = read_plan(int(argv[1]))
@@ -83,11 +83,10 @@ def main(argv: list[str]) -> None:
         settings = init.InitSettings(**plan["init"])
     except BaseException as exc:  # noqa: BLE001 - reported as the start's failure
         text = str(exc) if isinstance(exc, pivot.StepError) else f"{type(exc).__name__}: {exc}"
-        message = " ".join(text.split())
         try:
-            os.write(status_fd, f"ERROR {message}\n".encode("utf-8", "replace"))
+            os.write(status_fd, status_wire.encode(status_wire.error(text)))
         except OSError:
-            log.error(f"subhost {name}: {message}")
+            log.error(f"subhost {name}: {text}")
         log.flush()
         os._exit(1)
     init.run(settings, status_fd, relay)

@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 
-from overlay_boot import log
+from overlay_boot import log, status_wire
 from overlay_boot.linux import runfiles
 from overlay_boot.linux.control_server import DEFAULT_SIGNALS, SANE_PATH, Control
 
@@ -274,7 +274,7 @@ class _Init:
         if self.status_fd < 0:
             return
         try:
-            os.write(self.status_fd, line.encode("utf-8", "replace") + b"\n")
+            os.write(self.status_fd, status_wire.encode(line))
         except OSError:
             # The supervisor stopped listening; PID 1 carries on regardless.
             if self.notify is not None:
@@ -295,20 +295,19 @@ class _Init:
         self.status_fd = -1
 
     def tell_systemd(self, line: str) -> None:
-        kind, _, text = line.partition(" ")
+        kind, first, rest = status_wire.parse(line)
         run_dir = self.settings.run_dir_fd
         if kind == "STATUS":
             # Never STOPPING=1: a reboot (SIGINT) stops the services too, and the unit stays.
-            self.sd_notify("STATUS=" + text)
+            self.sd_notify("STATUS=" + first)
             if run_dir is not None:
-                runfiles.update_record(run_dir, self.settings.name, state=text.partition(" ")[0])
+                runfiles.update_record(run_dir, self.settings.name, state=first.partition(" ")[0])
         elif kind == "READY":
             self.sd_notify(f"READY=1\nSTATUS=Running subhost {self.settings.name}")
             if run_dir is not None:
                 runfiles.update_record(run_dir, self.settings.name, state="running")
         elif kind == "SERVICE" and run_dir is not None:
-            word, _, service = text.partition(" ")
-            runfiles.update_record(run_dir, self.settings.name, word=word, service=service)
+            runfiles.update_record(run_dir, self.settings.name, word=first, service=rest)
 
     def sd_notify(self, message: str) -> None:
         if self.notify is None:
@@ -379,11 +378,11 @@ class _Init:
         return self.watched.pop(pid)
 
     def run_word(self, word: str, action: str) -> None:
-        self.status(f"SERVICE {word} {'starting' if action == 'start' else 'stopping'}")
+        self.status(status_wire.service(word, "starting" if action == "start" else "stopping"))
         argv = service_argv(word, action)
         pid = self.spawn(argv, word)
         if pid is None:
-            self.status(f"SERVICE {word} failed")
+            self.status(status_wire.service(word, "failed"))
             return
         if action == "start":
             status = self.wait(pid, None, abort_on_request=True)
@@ -393,7 +392,7 @@ class _Init:
 
     def report(self, word: str, action: str, status: int | None) -> None:
         done = "started" if action == "start" else "stopped"
-        self.status(f"SERVICE {word} {done if status == 0 else 'failed'}")
+        self.status(status_wire.service(word, done if status == 0 else "failed"))
         if status is None:
             log.error(f"{action} timed out, killed", source=word)
         elif status == 0:
@@ -406,7 +405,7 @@ class _Init:
     def start_all(self) -> None:
         script = self.settings.script
         if script is not None:
-            self.status("STATUS starting init script")
+            self.status(status_wire.status("starting init script"))
             pid = self.spawn(["/bin/sh", "-c", script], "init")
             if pid is not None:
                 self.report("init", "start", self.wait(pid, None, abort_on_request=True))
@@ -414,13 +413,13 @@ class _Init:
         for word in self.settings.start:
             if self.request:
                 return
-            self.status(f"STATUS starting {word}")
+            self.status(status_wire.status(f"starting {word}"))
             self.started.append(word)
             self.run_word(word, "start")
 
     def stop_all(self) -> None:
         for word in reversed(self.started):
-            self.status(f"STATUS stopping {word}")
+            self.status(status_wire.status(f"stopping {word}"))
             self.run_word(word, "stop")
         self.started.clear()
         self.end_the_rest()
@@ -436,7 +435,7 @@ class _Init:
     def end_the_rest(self) -> None:
         if not self.anyone_left():
             return
-        self.status("STATUS stopping remaining processes")
+        self.status(status_wire.status("stopping remaining processes"))
         log.info("sending SIGTERM to the remaining processes")
         if self.control is not None:
             self.control.hang_up()  # interactive shells ignore SIGTERM
@@ -464,7 +463,7 @@ class _Init:
         while True:
             self.start_all()
             if not self.request:
-                self.status("READY")
+                self.status(status_wire.ready())
                 self.ready_sent = True
             while not self.request:
                 self.step(None)
@@ -505,5 +504,5 @@ def run(settings: InitSettings, status_fd: int, relay: Relay | None = None) -> N
         log.error(f"init failed: {exc!r}")
         log.flush()
         if not pid1.ready_sent:
-            pid1.status(f"ERROR init failed: {exc}")
+            pid1.status(status_wire.error(f"init failed: {exc}"))
         os._exit(1)
