@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 
+from .control_wire import parse_exit, receive_message, run_request, send_message, signal_message
 from .errors import SubhostError
 
 ANSWER_TIMEOUT = 30.0  # seconds PID 1 may take to answer a request (it answers at once)
@@ -72,7 +73,7 @@ def start(
     """
     conn = connect(name)
     try:
-        request = _request(argv, env, cwd, login, tty=False)
+        request = run_request(argv, env, cwd, login, tty=False)
         answer, _ = _ask(conn, request, (stdin, stdout, stderr))
     except BaseException:
         conn.close()
@@ -114,8 +115,7 @@ def open_tty(
     """
     conn = connect(name)
     try:
-        request = _request(argv, env, cwd, login, tty=True)
-        request.update(rows=max(1, min(rows, 65535)), cols=max(1, min(cols, 65535)))
+        request = run_request(argv, env, cwd, login, tty=True, rows=rows, cols=cols)
         _, fds = _ask(conn, request, ())
         if len(fds) != 1:
             for fd in fds:
@@ -125,6 +125,17 @@ def open_tty(
         conn.close()
         raise
     return fds[0], conn
+
+
+def loaded_modules(name: str) -> list[str]:
+    """The modules PID 1 of NAME has loaded (``{"op": "modules"}``): its memory is tested."""
+    conn = connect(name)
+    with conn:
+        answer, _ = _ask(conn, {"op": "modules"}, ())
+    modules = answer.get("modules")
+    if not isinstance(modules, list):
+        raise ControlError(f"subhost {name} did not list its modules")
+    return [str(m) for m in modules]
 
 
 def wait_exit(conn: socket.socket) -> int:
@@ -157,46 +168,15 @@ def exit_code(data: bytes) -> int | None:
     """
     if not data:
         raise ControlError("the subhost went away before the command ended")
-    try:
-        return int(json.loads(data)["exit"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    return parse_exit(data)
 
 
 def send_signal(conn: socket.socket, signum: int) -> None:
     """Ask PID 1 to send SIGNUM to the process group of the command started on CONN."""
     try:
-        conn.send(json.dumps({"signal": int(signum)}).encode())
+        conn.send(signal_message(signum))
     except OSError:
         pass  # it ended meanwhile
-
-
-def _request(
-    argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | None, login: bool, tty: bool
-) -> dict:
-    return {"op": "run", "argv": list(argv), "env": dict(env or {}), "cwd": cwd,
-            "login": login, "tty": tty}
-
-
-def shell_status(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-
-def send_message(conn: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
-    """One message of the control protocol: JSON, with FDS passed as SCM_RIGHTS."""
-    data = json.dumps(message).encode()
-    if fds:
-        socket.send_fds(conn, [data], list(fds))
-    else:
-        conn.send(data)
-
-
-def receive_message(conn: socket.socket, maxfds: int = 4) -> tuple[bytes, list[int], int]:
-    """One message of the control protocol, the descriptors that came with it (close-on-exec)
-    and recvmsg's flags (MSG_TRUNC, MSG_CTRUNC: more than fitted)."""
-    message, fds, flags, _ = socket.recv_fds(conn, 65536, maxfds, socket.MSG_CMSG_CLOEXEC)
-    return message, fds, flags
 
 
 def _ask(conn: socket.socket, request: dict, fds: Sequence[int]) -> tuple[dict, list[int]]:

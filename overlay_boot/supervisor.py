@@ -1,9 +1,10 @@
-"""The supervisor: the long-lived host-side process of one subhost.
+"""The supervisor: the host-side process that starts one subhost.
 
-It runs the start sequence of docs/ARCHITECTURE.md, waits for PID 1, and tears everything down
-when PID 1 exits, whatever the reason. Only the standard library lives here for the whole life
-of the subhost: the cables are built by the shared cable service or a short-lived child
-(pyroute2), readiness goes to systemd through the notify socket.
+It runs the start sequence of docs/ARCHITECTURE.md. Under systemd (``NOTIFY_SOCKET``) it hands
+the unit over to PID 1 once the START services were started — ``MAINPID=`` — and exits: PID 1
+is then the only long-lived process of the subhost. Without systemd it waits for PID 1, and
+tears everything down when PID 1 exits, whatever the reason; only the standard library lives
+here then: the cables are built by the shared cable service or a short-lived child (pyroute2).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import cleanup, log, neighbours, netns, state
+from . import cleanup, log, neighbours, netns, state, status_wire
 from .config import CommandFailed, Config, failure_text, run_shell_status
 from .errors import SubhostError
-from .linux import boot, init
+from .linux import boot
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 4)
 
@@ -30,7 +31,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 
 MAX_STATUS_LINE = 4096
 MAX_STATUS_TEXT = 200
 MAX_ERROR_TEXT = 1000
-SERVICE_STATES = frozenset({"starting", "started", "stopping", "stopped", "failed"})
 SUBHOST_STATES = frozenset({"starting", "running", "stopping"})
 RECORD_INTERVAL = 0.2  # seconds: at most this often is the runtime record rewritten
 
@@ -48,6 +48,7 @@ class Supervisor:
         self.pid1: int | None = None  # until reaped
         self.pid1_fd: int | None = None  # its pidfd, the only way it is signalled
         self.stop_requested = False
+        self.stop_asked = False  # a stop signal came (forwarded to PID 1 or not)
         self.record: state.Runtime | None = None
         self.record_dirty = False  # self.record is newer than the file
         self.record_written = 0.0  # time.monotonic() of the last write
@@ -56,9 +57,15 @@ class Supervisor:
         self.too_long_logged = False
         self.registered = False  # with systemd-machined (once, not again after a reboot)
         self.dropin = ""  # the runtime drop-in this run was started with (state.dropin_stamp)
+        self.lock_fd: int | None = None
+        # Under systemd: PID 1 becomes the unit's main process once it is ready, and the
+        # supervisor exits (docs/ARCHITECTURE.md, "Processes").
+        self.handover = bool(os.environ.get("NOTIFY_SOCKET"))
+        self.handed_over = False
 
     # -- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_asked = True
         pidfd = self.pid1_fd
         if pidfd is not None:
             # PID 1 knows what each signal means (SIGINT reboots, the others stop).
@@ -99,7 +106,7 @@ class Supervisor:
             signal.signal(signum, self._on_signal)
         self.dropin = state.dropin_stamp(config.name)
         try:
-            lock_fd = state.acquire(config.name)
+            lock_fd = self.lock_fd = state.acquire(config.name)
         except SubhostError as exc:
             self._failed(str(exc))
             raise
@@ -115,6 +122,9 @@ class Supervisor:
             self._failed(str(exc))
             status = exc.exit_status
         finally:
+            if self.handed_over:  # PID 1 holds the lock and the rest now; the unit is its
+                os.close(lock_fd)
+                return status  # noqa: B012 - nothing of ours is left to clean up
             self._status("Cleaning up")
             try:
                 cleanup.teardown(config.name, config.interfaces)
@@ -153,27 +163,29 @@ class Supervisor:
 
         init_script = run_init_command(config) if config.init is not None else None
         control = open_control_socket(config.name)
-        settings = init.InitSettings(
-            name=config.name,
-            start=config.start,
-            script=init_script,
-            log_fd=log.extra_fd(),
-            control_fd=control.fileno(),
-            host_peers_unmapped=userns_fd is not None,
+        pid1 = boot.Pid1Exec(
+            init={"name": config.name, "start": list(config.start), "script": init_script,
+                  "log_fd": log.extra_fd(), "control_fd": control.fileno(),
+                  "host_peers_unmapped": userns_fd is not None},
+            tag=f"overlay-boot[{config.name}]",  # as cli/boot.supervise sets it
+            handover=self.handover,
+            notify_socket=os.environ.get("NOTIFY_SOCKET", ""),
+            run_dir=str(state.RUN_DIR),
+            lock_fd=self.lock_fd,
         )
         hooks_env = {"CONFIG": str(config.path)}
 
         self._status("Starting PID 1")
-        # Everything loaded so far is shared with PID 1 copy-on-write: keep the collector from
-        # touching (and so copying) those objects in either process.
+        # Everything loaded so far is shared copy-on-write with PID 1 while it builds the tree
+        # (until it execs its own interpreter): keep the collector from copying those objects.
         gc.freeze()
         read_fd, write_fd = os.pipe()
         try:
-            self.pid1 = boot.spawn_subhost(
+            self.pid1, self.pid1_fd = boot.spawn_pid1(
                 config,
                 netns_path,
                 write_fd,
-                lambda fd, relay: init.run(settings, fd, relay),
+                pid1,
                 hooks_env,
                 keep_fds=(control.fileno(),),
                 hidden=neighbours.other_subhost_dirs(config),
@@ -182,8 +194,7 @@ class Supervisor:
         finally:
             os.close(write_fd)
             control.close()  # PID 1 has it; state.remove() unlinks the path at teardown
-        # Our unreaped child: its PID cannot be reused until _wait_pid1.
-        self.pid1_fd = os.pidfd_open(self.pid1)
+        leader_start = state.start_time(self.pid1)
         self.record = state.Runtime(
             name=config.name,
             config=str(config.path),
@@ -192,7 +203,7 @@ class Supervisor:
             root=str(config.live),
             interfaces=config.interfaces,
             supervisor_start=state.start_time(os.getpid()),
-            leader_start=state.start_time(self.pid1),
+            leader_start=leader_start,
             boot_id=state.boot_id(),
             dropin=self.dropin,
             userns="" if config.userns is None else str(config.userns),
@@ -201,6 +212,10 @@ class Supervisor:
         if self.stop_requested:
             state.send_signal(self.pid1_fd, signal.SIGTERM)
         error = self._follow_status(read_fd)
+        if self.handed_over:
+            self._forget_pid1()
+            log.info(f"subhost {config.name} handed over to its PID 1 ({self.record.leader_pid})")
+            return 0
         status = self._wait_pid1()
         if error:
             raise SubhostError(f"subhost {config.name} failed to start: {error}")
@@ -215,6 +230,8 @@ class Supervisor:
                 message = self._on_status_line(raw.decode("utf-8", "replace"))
                 if message is not None and error is None:
                     error = message
+                if self.handed_over:
+                    break
         finally:
             os.close(read_fd)
             self._flush_record()
@@ -262,7 +279,7 @@ class Supervisor:
 
     def _on_status_line(self, line: str) -> str | None:
         """Act on one line of PID 1's; returns the message of an ERROR line."""
-        kind, _, text = line.partition(" ")
+        kind, text, state = status_wire.parse(line)
         if kind == "READY":
             if not self.ready_seen:
                 self.ready_seen = True
@@ -274,9 +291,8 @@ class Supervisor:
             self._status(text)
             self._set_record(state=text.partition(" ")[0])
         elif kind == "SERVICE":
-            word, _, service = text.partition(" ")
-            if word in self.config.start and service in SERVICE_STATES:
-                self._set_record(word=word, service=service)
+            if text in self.config.start and state in status_wire.SERVICE_STATES:
+                self._set_record(word=text, service=state)
             else:
                 self._unknown(line)
         elif kind == "ERROR":
@@ -294,6 +310,9 @@ class Supervisor:
                         f"ignored (and any later ones): {printable(line, 80)!r}")
 
     def _mark_running(self) -> None:
+        if self.handover and self.pid1 is not None and self.record is not None:
+            self._hand_over()
+            return
         self._set_record(state="running")
         self._flush_record()  # before anyone is told it runs
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
@@ -305,6 +324,26 @@ class Supervisor:
             if machined.wanted():
                 machined.register_in_background(
                     self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
+
+    def _hand_over(self) -> None:
+        """Make PID 1 the unit's main process and be done: the record names PID 1 as the
+        process to signal, machined gets PID 1 as leader, systemd gets ``MAINPID=`` (accepted
+        from the main process with ``NotifyAccess=main``), then PID 1 talks to systemd."""
+        assert self.pid1 is not None and self.record is not None
+        self.record = replace(self.record, state="running", supervisor_pid=self.record.leader_pid,
+                              supervisor_start=self.record.leader_start)
+        self._write_record()
+        log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
+        self.registered = True
+        from . import machined
+
+        if machined.wanted():
+            machined.register_in_background(
+                self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
+        hand_over_to(self.pid1, f"Running subhost {self.config.name}")
+        self.handed_over = True
+        if self.ready_callback:
+            self.ready_callback(None)
 
     def _set_record(self, **changes: str) -> None:
         """Update the runtime record: the subhost's state (from READY and PID 1's STATUS
@@ -336,9 +375,25 @@ class Supervisor:
         self.record_dirty = False
         self.record_written = time.monotonic()
 
+    def _forget_pid1(self) -> None:
+        """After the hand-over: PID 1 is systemd's to reap and signal, not ours."""
+        self.pid1 = None
+        pidfd, self.pid1_fd = self.pid1_fd, None
+        if pidfd is not None:
+            os.close(pidfd)
+
     def _wait_pid1(self) -> int:
-        """Reap PID 1; from then on its PID is never signalled again (it may be reused)."""
-        assert self.pid1 is not None
+        """Reap PID 1; from then on its PID is never signalled again (it may be reused).
+
+        With the hand-over prepared, PID 1 is not our child (boot._spawn_orphan): we wait on
+        its pidfd, and its exit status is unknown: 0 when a stop was asked for, else 1."""
+        assert self.pid1 is not None and self.pid1_fd is not None
+        if self.handover:
+            try:
+                select.select([self.pid1_fd], [], [])
+            finally:
+                self._forget_pid1()
+            return 0 if self.stop_asked else 1 << 8
         try:
             while True:
                 try:
@@ -349,10 +404,44 @@ class Supervisor:
                 except ChildProcessError:
                     return 0
         finally:
-            self.pid1 = None
-            pidfd, self.pid1_fd = self.pid1_fd, None
-            if pidfd is not None:
-                os.close(pidfd)
+            self._forget_pid1()
+
+
+BARRIER_TIMEOUT = 5.0  # seconds systemd may take to read our notifications
+
+
+def hand_over_to(pid: int, status: str) -> bool:
+    """``MAINPID=PID``, ``READY=1`` and STATUS to systemd, then wait until systemd has read
+    them (``BARRIER=1``, sd_notify_barrier(3)): once we exit, systemd would no longer know
+    whose message it was. False when systemd could not be told."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address or address[0] not in "/@":
+        return False
+    if address[0] == "@":
+        address = "\0" + address[1:]
+    message = f"MAINPID={pid}\nREADY=1\nSTATUS={' '.join(status.splitlines())}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(address)
+        sock.send(message.encode("utf-8", "replace"))
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            socket.send_fds(sock, [b"BARRIER=1"], [write_fd])
+            os.close(write_fd)
+            write_fd = -1
+            poller = select.poll()
+            poller.register(read_fd, select.POLLHUP)
+            poller.poll(int(BARRIER_TIMEOUT * 1000))
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+    except OSError as exc:
+        log.warning(f"cannot hand the unit over to PID {pid}: {exc.strerror}")
+        return False
+    finally:
+        sock.close()
+    return True
 
 
 def open_control_socket(name: str) -> socket.socket:

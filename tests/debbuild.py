@@ -15,10 +15,13 @@ REPO = Path(__file__).resolve().parent.parent
 SUBHOSTS_CONF_1_6_4_MD5 = "b8ac8a84c18229ac860857de42f945b0"
 
 
-def build_deb(dest: Path) -> Path:
-    """Clone the repository's HEAD into DEST/src, `make deb DEBDIR=DEST`; the .deb's path."""
+def build_deb(dest: Path, commit: str | None = None) -> Path:
+    """Clone the repository's HEAD (or COMMIT) into DEST/src, `make deb DEBDIR=DEST`; the
+    .deb's path."""
     clone = dest / "src"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], check=True)
+    if commit is not None:
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit], check=True)
     # Not the calling make's flags (`make check` runs the tests): a clean build.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     r = subprocess.run(["make", "-C", str(clone), "deb", f"DEBDIR={dest}"], env=env,

@@ -18,8 +18,11 @@ import errno
 import struct
 
 from overlay_boot import log
-from overlay_boot.capabilities import Grant
 from overlay_boot.linux import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # capabilities.py is a dataclass: not in PID 1's memory
+    from overlay_boot.capabilities import Grant
 
 # struct seccomp_data: nr at offset 0, arch at offset 4.
 _BPF_LD_W_ABS = 0x20
@@ -75,17 +78,36 @@ def last_cap() -> int:
         return int(f.read())
 
 
-def confine(grant: Grant, name: str) -> None:
+class Confinement:
+    """What ``confine`` needs of a ``capabilities.Grant``, as plain values PID 1 is given."""
+
+    __slots__ = ("added", "everything", "mask")
+
+    def __init__(self, added: tuple[str, ...], everything: bool, mask: int) -> None:
+        self.added = tuple(added)
+        self.everything = everything
+        self.mask = mask  # kept capabilities, up to this kernel's last_cap()
+
+    @classmethod
+    def of(cls, grant: Grant) -> Confinement:
+        return cls(grant.added, grant.everything, grant.mask(last_cap()))
+
+    def as_json(self) -> dict:
+        return {"added": list(self.added), "everything": self.everything, "mask": self.mask}
+
+
+def confine(grant: Grant | Confinement, name: str) -> None:
     """Apply the confinement to the calling process (PID 1, after ``pivot_root``)."""
-    if grant.added:
-        what = ("every capability: unconfined, as in 1.6.4" if grant.everything
+    rules = grant if isinstance(grant, Confinement) else Confinement.of(grant)
+    if rules.added:
+        what = ("every capability: unconfined, as in 1.6.4" if rules.everything
                 else "capabilities beyond the default confinement")
-        log.warning(f"subhost {name}: CAPABILITIES={' '.join(grant.added)} grants {what}")
+        log.warning(f"subhost {name}: CAPABILITIES={' '.join(rules.added)} grants {what}")
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
-    if not grant.everything:
+    if not rules.everything:
         libc.seccomp_filter(keyring_filter())
     top = last_cap()
-    kept = grant.mask(top) & libc.capget()[1]  # what we have (a host may have less)
+    kept = rules.mask & libc.capget()[1]  # what we have (a host may have less)
     for number in range(top + 1):
         if not kept >> number & 1:
             libc.prctl(libc.PR_CAPBSET_DROP, number)

@@ -1,7 +1,8 @@
 """PID 1 of a subhost: start the START services, reap every orphan, stop in reverse order.
 
-Forked from the supervisor (not exec'd) after ``pivot_root``, so it must need nothing from the
-subhost's filesystem except what it runs, and stays small: standard library only, one
+Run by PID 1's own interpreter (``linux/entry.py``) after ``pivot_root``, so it must need
+nothing from the subhost's filesystem except what it runs (its import system is sealed), and
+stays small: light standard library modules only (no dataclasses, typing, pathlib), one
 ``poll`` loop, no threads. Signals reach the loop through ``signal.set_wakeup_fd``; the
 Python-level handlers do nothing (they must exist: PID 1 of a PID namespace only receives
 signals it has a handler for).
@@ -13,25 +14,21 @@ starting, ``READY`` once every START word was tried (again after each reboot) an
 stopped, failed) as each START word changes state.
 
 With a control socket (``InitSettings.control_fd``), PID 1 also spawns shells and commands on
-request, as its own children (docs/ARCHITECTURE.md, "Entering a subhost"): see ``_Control``.
+request, as its own children (docs/ARCHITECTURE.md, "Entering a subhost"): see
+``linux/control_server.py``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import select
 import signal
 import socket
-import stat
-import struct
-import termios
 import time
-from dataclasses import dataclass
 
-from overlay_boot import log
-from overlay_boot.control import receive_message, send_message, shell_status
+from overlay_boot import log, status_wire
+from overlay_boot.linux import runfiles
+from overlay_boot.linux.control_server import DEFAULT_SIGNALS, SANE_PATH, Control
 
 # Annotations only: `typing` stays out of PID 1's memory.
 TYPE_CHECKING = False
@@ -40,25 +37,51 @@ if TYPE_CHECKING:
 
     from overlay_boot.linux.journal import Relay
 
-SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SIGPOWEROFF = signal.SIGRTMIN + 4
 STOP_TIMEOUT = 30.0
 _KILL_WAIT = 5.0  # how long to reap after the final SIGKILL before giving up
 _MAX_LINE = 8192  # a relayed line longer than this is cut
 
 
-@dataclass(frozen=True)
 class InitSettings:
-    name: str
-    start: tuple[str, ...]  # START words; () for none
-    script: str | None  # INIT override: a shell script run instead of the built-in start
-    grace: float = 5.0  # seconds between TERM and KILL at shutdown
-    log_fd: int | None = None  # LOG= file, lines copied there too
-    stop_timeout: float = STOP_TIMEOUT  # per stop command, then it is killed
-    control_fd: int | None = None  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
-    # USERNS=: PID 1 is in a user namespace where host root has no uid (it reads as the
-    # overflow uid, as a uid of the subhost may): a client is host root by being outside.
-    host_peers_unmapped: bool = False
+    """What PID 1 is told by the supervisor (a plain class: ``dataclasses`` costs PID 1 more
+    than a megabyte, see docs/ARCHITECTURE.md "Processes")."""
+
+    __slots__ = ("name", "start", "script", "grace", "log_fd", "stop_timeout", "control_fd",
+                 "host_peers_unmapped", "notify_fd", "run_dir_fd", "lock_fd")
+
+    def __init__(
+        self,
+        name: str,
+        start: tuple[str, ...],  # START words; () for none
+        script: str | None,  # INIT override: a shell script run instead of the built-in start
+        grace: float = 5.0,  # seconds between TERM and KILL at shutdown
+        log_fd: int | None = None,  # LOG= file, lines copied there too
+        stop_timeout: float = STOP_TIMEOUT,  # per stop command, then it is killed
+        control_fd: int | None = None,  # listening control socket (AF_UNIX, SOCK_SEQPACKET)
+        # USERNS=: PID 1 is in a user namespace where host root has no uid (it reads as the
+        # overflow uid, as a uid of the subhost may): a client is host root by being outside.
+        host_peers_unmapped: bool = False,
+        # Under systemd, once the supervisor has handed the unit over to PID 1 (MAINPID=):
+        # a socket connected to systemd's notify socket, RUN_DIR and the subhost's lock.
+        notify_fd: int | None = None,
+        run_dir_fd: int | None = None,
+        lock_fd: int | None = None,
+    ) -> None:
+        self.name = name
+        self.start = tuple(start)
+        self.script = script
+        self.grace = grace
+        self.log_fd = log_fd
+        self.stop_timeout = stop_timeout
+        self.control_fd = control_fd
+        self.host_peers_unmapped = host_peers_unmapped
+        self.notify_fd = notify_fd
+        self.run_dir_fd = run_dir_fd
+        self.lock_fd = lock_fd
+
+    def __repr__(self) -> str:
+        return f"InitSettings(name={self.name!r}, start={self.start!r})"
 
 
 def find_command(name: str, path: str = SANE_PATH) -> str | None:
@@ -121,14 +144,23 @@ class _Init:
         self.wake_r = -1
         self.devnull = -1  # opened once, before any process of the subhost could replace it
         self.ready_sent = False
-        self.control: _Control | None = None
+        # Under systemd: set once the supervisor has exited, PID 1 being the unit's main
+        # process: STATUS=/READY=1 go to systemd and the record is PID 1's to keep current.
+        self.notify: socket.socket | None = None
+        self.handed_over = False
+        self.control: Control | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        for fd in (self.status_fd, self.settings.log_fd):
+        settings = self.settings
+        for fd in (self.status_fd, settings.log_fd, settings.run_dir_fd, settings.lock_fd):
             if fd is not None and fd >= 0:
                 os.set_inheritable(fd, False)
+        if settings.notify_fd is not None:
+            self.notify = socket.socket(fileno=settings.notify_fd)
+            self.notify.set_inheritable(False)
+            self.notify.setblocking(False)
         if self.status_fd >= 0:
             os.set_blocking(self.status_fd, False)
         log.configure(extra_fd=self.settings.log_fd)
@@ -153,8 +185,10 @@ class _Init:
         self.poller.register(self.wake_r, select.POLLIN)
         if self.relay is not None:
             self.poller.register(self.relay.fileno(), select.POLLIN)
+        if self.notify is not None and self.status_fd >= 0:
+            self.poller.register(self.status_fd, 0)  # POLLERR: the supervisor exited
         if self.settings.control_fd is not None and self.settings.control_fd >= 0:
-            self.control = _Control(self.settings.control_fd, self.poller,
+            self.control = Control(self.settings.control_fd, self.poller,
                                     self.settings.host_peers_unmapped)
 
     # --- the event loop ---------------------------------------------------------------------
@@ -165,6 +199,8 @@ class _Init:
         for fd, _ in self.poller.poll(ms):
             if fd == self.wake_r:
                 self.handle_signals()
+            elif fd == self.status_fd:
+                self.take_over()
             elif fd in self.relays:
                 self.relay_output(fd)
             elif self.relay is not None and fd == self.relay.fileno():
@@ -230,12 +266,56 @@ class _Init:
         log.info(line.decode("utf-8", "replace").rstrip("\r"), source=source)
 
     def status(self, line: str) -> None:
+        """One line of the status pipe (docs/ARCHITECTURE.md); after the hand-over, the same
+        to systemd and the runtime record."""
+        if self.handed_over:
+            self.tell_systemd(line)
+            return
         if self.status_fd < 0:
             return
         try:
-            os.write(self.status_fd, line.encode("utf-8", "replace") + b"\n")
+            os.write(self.status_fd, status_wire.encode(line))
         except OSError:
-            pass  # the supervisor stopped listening; PID 1 carries on regardless
+            # The supervisor stopped listening; PID 1 carries on regardless.
+            if self.notify is not None:
+                self.take_over()
+                self.tell_systemd(line)
+
+    def take_over(self) -> None:
+        """The supervisor has exited (it closed its end of the status pipe): from now on PID 1
+        is the unit's main process (it sent MAINPID= before it went)."""
+        if self.handed_over or self.notify is None:
+            return
+        self.handed_over = True
+        try:
+            self.poller.unregister(self.status_fd)
+        except KeyError:
+            pass
+        os.close(self.status_fd)
+        self.status_fd = -1
+
+    def tell_systemd(self, line: str) -> None:
+        kind, first, rest = status_wire.parse(line)
+        run_dir = self.settings.run_dir_fd
+        if kind == "STATUS":
+            # Never STOPPING=1: a reboot (SIGINT) stops the services too, and the unit stays.
+            self.sd_notify("STATUS=" + first)
+            if run_dir is not None:
+                runfiles.update_record(run_dir, self.settings.name, state=first.partition(" ")[0])
+        elif kind == "READY":
+            self.sd_notify(f"READY=1\nSTATUS=Running subhost {self.settings.name}")
+            if run_dir is not None:
+                runfiles.update_record(run_dir, self.settings.name, state="running")
+        elif kind == "SERVICE" and run_dir is not None:
+            runfiles.update_record(run_dir, self.settings.name, word=first, service=rest)
+
+    def sd_notify(self, message: str) -> None:
+        if self.notify is None:
+            return
+        try:
+            self.notify.send(message.encode("utf-8", "replace"))
+        except OSError:
+            pass  # systemd busy or gone: a lost status line never ends a subhost
 
     # --- running commands -------------------------------------------------------------------
 
@@ -254,7 +334,7 @@ class _Init:
                 ],
                 setsid=True,
                 setsigmask=(),
-                setsigdef=_DEFAULT_SIGNALS,
+                setsigdef=DEFAULT_SIGNALS,
             )
         except OSError as exc:
             os.close(read_fd)
@@ -298,11 +378,11 @@ class _Init:
         return self.watched.pop(pid)
 
     def run_word(self, word: str, action: str) -> None:
-        self.status(f"SERVICE {word} {'starting' if action == 'start' else 'stopping'}")
+        self.status(status_wire.service(word, "starting" if action == "start" else "stopping"))
         argv = service_argv(word, action)
         pid = self.spawn(argv, word)
         if pid is None:
-            self.status(f"SERVICE {word} failed")
+            self.status(status_wire.service(word, "failed"))
             return
         if action == "start":
             status = self.wait(pid, None, abort_on_request=True)
@@ -312,7 +392,7 @@ class _Init:
 
     def report(self, word: str, action: str, status: int | None) -> None:
         done = "started" if action == "start" else "stopped"
-        self.status(f"SERVICE {word} {done if status == 0 else 'failed'}")
+        self.status(status_wire.service(word, done if status == 0 else "failed"))
         if status is None:
             log.error(f"{action} timed out, killed", source=word)
         elif status == 0:
@@ -325,7 +405,7 @@ class _Init:
     def start_all(self) -> None:
         script = self.settings.script
         if script is not None:
-            self.status("STATUS starting init script")
+            self.status(status_wire.status("starting init script"))
             pid = self.spawn(["/bin/sh", "-c", script], "init")
             if pid is not None:
                 self.report("init", "start", self.wait(pid, None, abort_on_request=True))
@@ -333,13 +413,13 @@ class _Init:
         for word in self.settings.start:
             if self.request:
                 return
-            self.status(f"STATUS starting {word}")
+            self.status(status_wire.status(f"starting {word}"))
             self.started.append(word)
             self.run_word(word, "start")
 
     def stop_all(self) -> None:
         for word in reversed(self.started):
-            self.status(f"STATUS stopping {word}")
+            self.status(status_wire.status(f"stopping {word}"))
             self.run_word(word, "stop")
         self.started.clear()
         self.end_the_rest()
@@ -355,7 +435,7 @@ class _Init:
     def end_the_rest(self) -> None:
         if not self.anyone_left():
             return
-        self.status("STATUS stopping remaining processes")
+        self.status(status_wire.status("stopping remaining processes"))
         log.info("sending SIGTERM to the remaining processes")
         if self.control is not None:
             self.control.hang_up()  # interactive shells ignore SIGTERM
@@ -383,7 +463,7 @@ class _Init:
         while True:
             self.start_all()
             if not self.request:
-                self.status("READY")
+                self.status(status_wire.ready())
                 self.ready_sent = True
             while not self.request:
                 self.step(None)
@@ -398,318 +478,9 @@ class _Init:
             self.relay_output(fd, final=True)
         log.info("stopped")
         log.flush()
+        if self.handed_over and self.settings.run_dir_fd is not None:
+            runfiles.remove(self.settings.run_dir_fd, self.settings.name, self.settings.lock_fd)
         os._exit(0)
-
-
-class _Control:
-    """Processes started for clients of the control socket, as children of PID 1.
-
-    One request per connection (JSON, fds by SCM_RIGHTS), from uid 0 only. The connection stays
-    open while the process runs: ``{"signal": N}`` from the client signals its process group,
-    and PID 1 sends ``{"exit": CODE}`` when it has reaped it.
-    """
-
-    def __init__(self, listener_fd: int, poller: select.poll,
-                 host_peers_unmapped: bool = False) -> None:
-        self.host_peers_unmapped = host_peers_unmapped
-        self.listener = socket.socket(fileno=listener_fd)
-        self.listener.set_inheritable(False)
-        self.listener.setblocking(False)
-        self.poller = poller
-        self.poller.register(listener_fd, select.POLLIN)
-        self.pending: dict[int, socket.socket] = {}  # fd -> connection awaiting its request
-        self.running: dict[int, tuple[socket.socket, int]] = {}  # fd -> (connection, pid)
-        self.clients: dict[int, socket.socket | None] = {}  # pid -> connection (None: gone)
-
-    def handle(self, fd: int, stopping: bool) -> None:
-        if fd == self.listener.fileno():
-            self.accept()
-        elif fd in self.pending:
-            self.serve(self.pending.pop(fd), stopping)
-        elif fd in self.running:
-            self.client_message(fd)
-
-    def from_host_root(self, conn: socket.socket) -> bool:
-        """Whether the client is host root. Without a user namespace: uid 0. With USERNS=,
-        host root has no uid here: the client must be outside the subhost's PID namespace
-        (pid 0 here); the socket's path is in host root's 0700 RUN_DIR, which nobody else
-        on the host reaches."""
-        pid, uid, _ = struct.unpack(
-            "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        )
-        if self.host_peers_unmapped:
-            return pid == 0
-        return uid == 0
-
-    def accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. EMFILE: leave it queued, log once per wakeup
-                log.error(f"control socket: accept: {exc.strerror}")
-                return
-            conn.setblocking(False)
-            self.pending[conn.fileno()] = conn
-            self.poller.register(conn, select.POLLIN)
-
-    def serve(self, conn: socket.socket, stopping: bool) -> None:
-        self.poller.unregister(conn)
-        fds: list[int] = []
-        try:
-            message, fds = _receive(conn)
-            if not message:
-                raise _Refused("")
-            # Refused only now, after reading the request: closing a socket with unread data
-            # would reset the connection before the client could read why.
-            if not self.from_host_root(conn):
-                raise _Refused("permission denied: only root may do this")
-            if stopping:
-                raise _Refused("the subhost is stopping")
-            pid, master = self.spawn(_parse_request(message), fds)
-        except (_Refused, ValueError, OSError) as exc:
-            text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-            if text:
-                answer = {"ok": False, "error": text}
-                if getattr(exc, "status", None):
-                    answer["status"] = exc.status
-                _send(conn, answer)
-            conn.close()
-            return
-        finally:
-            for fd in fds:
-                os.close(fd)
-        try:
-            _send(conn, {"ok": True, "pid": pid}, () if master is None else (master,))
-        finally:
-            if master is not None:
-                os.close(master)
-        self.clients[pid] = conn
-        self.running[conn.fileno()] = (conn, pid)
-        self.poller.register(conn, select.POLLIN)
-
-    def spawn(self, request: dict, fds: list[int]) -> tuple[int, int | None]:
-        """Start what ``request`` asks for; returns its PID and the pty master (tty only)."""
-        argv, env, login = request["argv"], request["env"], request["login"]
-        home, shell = root_account()
-        if login:
-            argv = argv or [shell]
-            env.update(HOME=home, SHELL=shell, USER="root", LOGNAME="root")
-        if not argv:
-            raise _Refused("no command given")
-        for key, value in (("PATH", SANE_PATH), ("HOME", home), ("SHELL", shell),
-                           ("USER", "root"), ("LOGNAME", "root")):
-            env.setdefault(key, value)
-        cwd = request["cwd"] or env["HOME"]
-        arg0 = "-" + os.path.basename(argv[0]) if login else argv[0]
-        if not request["tty"]:
-            if len(fds) != 3:
-                raise _Refused(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
-            pid = _fork_exec(argv, arg0, env, cwd, (fds[0], fds[1], fds[2]), None)
-            log.debug(f"control: started {argv[0]} as pid {pid}")
-            return pid, None
-        master, slave = os.openpty()  # in the subhost's /dev/pts: PID 1 is inside its root
-        try:
-            size = struct.pack("HHHH", request["rows"], request["cols"], 0, 0)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-            pid = _fork_exec(argv, arg0, env, cwd, (slave, slave, slave), slave)
-        except BaseException:
-            os.close(master)
-            raise
-        finally:
-            os.close(slave)
-        log.debug(f"control: started {argv[0]} as pid {pid} on a terminal")
-        return pid, master
-
-    def client_message(self, fd: int) -> None:
-        conn, pid = self.running[fd]
-        try:
-            message, fds = _receive(conn)
-        except OSError:
-            message, fds = b"", []
-        for extra in fds:
-            os.close(extra)
-        if not message:  # the client went away: its process carries on
-            self.poller.unregister(conn)
-            del self.running[fd]
-            self.clients[pid] = None
-            conn.close()
-            return
-        try:
-            sig = int(json.loads(message)["signal"])
-        except (ValueError, KeyError, TypeError):
-            return
-        if 0 < sig <= signal.SIGRTMAX:
-            for target in (-pid, pid):  # the group (it leads one), else the process itself
-                try:
-                    os.kill(target, sig)
-                    break
-                except ProcessLookupError:
-                    continue
-
-    def hang_up(self) -> None:
-        """SIGHUP to the process group of everything started here, as a terminal hangup."""
-        for pid in self.clients:
-            try:
-                os.kill(-pid, signal.SIGHUP)
-            except ProcessLookupError:
-                pass
-
-    def exited(self, pid: int, status: int) -> None:
-        if pid not in self.clients:
-            return
-        conn = self.clients.pop(pid)
-        if conn is None:
-            return
-        _send(conn, {"exit": shell_status(status)})
-        self.poller.unregister(conn)
-        self.running.pop(conn.fileno(), None)
-        conn.close()
-
-
-class _Refused(Exception):
-    """A control request that cannot be served; the message goes back to the client.
-
-    ``status`` is the exit status a shell would give (127: command not found, 126: not
-    executable), when the command could not be run.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
-    """One message and the descriptors that came with it (made close-on-exec)."""
-    try:
-        # One descriptor more than a request ever carries: more is refused, not cut.
-        message, fds, flags = receive_message(conn, maxfds=4)
-    except (BlockingIOError, InterruptedError):
-        return b"", []
-    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
-        for fd in fds:
-            os.close(fd)
-        raise _Refused("request too large")
-    return message, fds
-
-
-def _send(conn: socket.socket, answer: dict, fds: tuple[int, ...] = ()) -> None:
-    try:
-        send_message(conn, answer, fds)
-    except OSError:
-        pass  # the client went away
-
-
-def _parse_request(message: bytes) -> dict:
-    """Check a ``run`` request; raises ValueError (its text goes back to the client)."""
-    request = json.loads(message)
-    if not isinstance(request, dict) or request.get("op") != "run":
-        raise ValueError("unknown request")
-    argv = request.get("argv", [])
-    env = request.get("env", {})
-    cwd = request.get("cwd")
-    if not (isinstance(argv, list) and all(isinstance(a, str) and "\0" not in a for a in argv)):
-        raise ValueError("argv must be a list of strings")
-    if not (isinstance(env, dict) and all(
-        isinstance(k, str) and isinstance(v, str) and k and "=" not in k
-        and "\0" not in k + v for k, v in env.items()
-    )):
-        raise ValueError("env must map names to strings")
-    if cwd is not None and not (isinstance(cwd, str) and cwd.startswith("/")):
-        raise ValueError("cwd must be an absolute path")
-    parsed = {"argv": argv, "env": dict(env), "cwd": cwd, "login": bool(request.get("login")),
-              "tty": bool(request.get("tty"))}
-    if parsed["tty"]:
-        for key, default in (("rows", 24), ("cols", 80)):
-            value = request.get(key) or default
-            if not isinstance(value, int) or not 0 < value < 65536:
-                raise ValueError(f"{key} must be a number from 1 to 65535")
-            parsed[key] = value
-    return parsed
-
-
-_PASSWD_MAX = 1 << 20  # a passwd file larger than this is not read past it
-
-
-def root_account(passwd: str = "/etc/passwd") -> tuple[str, str]:
-    """root's home and login shell from the subhost's passwd ("/root", "/bin/sh" if unknown).
-
-    The file is the subhost's: a FIFO or device there must not block PID 1 (non-blocking open,
-    regular files only), a huge one must not fill its memory (read up to 1 MiB).
-    """
-    home, shell = "/root", "/bin/sh"
-    try:
-        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return home, shell
-            for raw in f.read(_PASSWD_MAX).split(b"\n"):
-                fields = raw.decode("utf-8", "replace").split(":")
-                if len(fields) >= 7 and fields[2] == "0":
-                    return fields[5] or home, fields[6] or shell
-    except OSError:
-        pass
-    return home, shell
-
-
-def _fork_exec(
-    argv: list[str], arg0: str, env: dict[str, str], cwd: str,
-    stdio: tuple[int, int, int], ctty: int | None,
-) -> int:
-    """Fork a child of PID 1 in a session of its own and exec ``argv`` there.
-
-    Returns its PID once the exec succeeded; raises ``_Refused`` with the reason otherwise
-    (told through a close-on-exec pipe).
-    """
-    err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _child(argv, arg0, env, cwd, stdio, ctty, err_w)
-    os.close(err_w)
-    error = b""
-    try:
-        while chunk := os.read(err_r, 4096):
-            error += chunk
-    finally:
-        os.close(err_r)
-    if error:
-        status, _, message = error.decode("utf-8", "replace").partition(" ")
-        raise _Refused(message, int(status))
-    return pid
-
-
-def _child(
-    argv: list[str], arg0: str, env: dict[str, str], cwd: str,
-    stdio: tuple[int, int, int], ctty: int | None, err_w: int,
-) -> NoReturn:
-    try:
-        signal.set_wakeup_fd(-1)
-        for sig in _DEFAULT_SIGNALS:  # also SIGPIPE, which Python ignores
-            try:
-                signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-        os.setsid()
-        if ctty is not None:
-            fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        try:
-            os.chdir(cwd)
-        except OSError:
-            os.chdir("/")
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        os.execvpe(argv[0], [arg0, *argv[1:]], env)
-    except BaseException as exc:  # noqa: BLE001 - the parent reads why
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        status = 127 if isinstance(exc, FileNotFoundError) else 126
-        try:
-            message = f"{status} cannot run {argv[0]}: {reason}"
-            os.write(err_w, message.encode("utf-8", "replace"))
-        except OSError:
-            pass
-    os._exit(127)
 
 
 def _kill_all(sig: int) -> None:
@@ -723,11 +494,6 @@ def _noop(signum: int, frame: object) -> None:
     """The real work happens in the loop, woken through the wakeup fd."""
 
 
-_DEFAULT_SIGNALS = tuple(
-    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)
-)
-
-
 def run(settings: InitSettings, status_fd: int, relay: Relay | None = None) -> NoReturn:
     """Be PID 1 of the subhost until stopped; exits the process (0 after an orderly stop).
     ``relay``: the subhost's /dev/log to the host's journal (``linux/journal.py``)."""
@@ -738,36 +504,5 @@ def run(settings: InitSettings, status_fd: int, relay: Relay | None = None) -> N
         log.error(f"init failed: {exc!r}")
         log.flush()
         if not pid1.ready_sent:
-            pid1.status(f"ERROR init failed: {exc}")
+            pid1.status(status_wire.error(f"init failed: {exc}"))
         os._exit(1)
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """``python -m overlay_boot.linux.init``: run as PID 1 of the current PID namespace."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m overlay_boot.linux.init")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--start", default="", help="START words, space-separated")
-    parser.add_argument("--script", help="file holding an INIT override script")
-    parser.add_argument("--grace", type=float, default=5.0)
-    parser.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT)
-    parser.add_argument("--status-fd", type=int, default=1)
-    args = parser.parse_args(argv)
-    words = tuple(w for w in args.start.split() if w != "none")
-    script = None
-    if args.script:
-        with open(args.script, encoding="utf-8") as f:
-            script = f.read()
-    settings = InitSettings(
-        name=args.name,
-        start=words,
-        script=script,
-        grace=args.grace,
-        stop_timeout=args.stop_timeout,
-    )
-    run(settings, args.status_fd)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from overlay_boot import log
 
@@ -57,18 +56,23 @@ def bind_inside(path: str = INSIDE_PATH) -> socket.socket:
     return sock
 
 
-@dataclass
 class Relay:
-    """Pass datagrams from ``inside`` to ``host``, at most RATE a second (BURST at once)."""
+    """Pass datagrams from ``inside`` to ``host``, at most RATE a second (BURST at once).
 
-    inside: socket.socket
-    host: socket.socket
-    rate: float = RATE
-    burst: float = BURST
-    tokens: float = BURST
-    refilled: float = 0.0
-    dropped: int = 0
-    reported: float = 0.0
+    A plain class: PID 1 holds it, and ``dataclasses`` alone costs PID 1 more than a MiB."""
+
+    __slots__ = ("inside", "host", "rate", "burst", "tokens", "refilled", "dropped", "reported")
+
+    def __init__(self, inside: socket.socket, host: socket.socket, rate: float = RATE,
+                 burst: float = BURST, tokens: float = BURST) -> None:
+        self.inside = inside
+        self.host = host
+        self.rate = rate
+        self.burst = burst
+        self.tokens = tokens
+        self.refilled = 0.0
+        self.dropped = 0
+        self.reported = 0.0
 
     def fileno(self) -> int:
         return self.inside.fileno()

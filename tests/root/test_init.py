@@ -1,6 +1,6 @@
 """PID 1 (overlay_boot.linux.init) as PID 1 of real PID namespaces.
 
-Each test starts ``python -m overlay_boot.linux.init`` under util-linux
+Each test starts ``python -m tests.init_main`` (init on its own) under util-linux
 ``unshare --pid --fork --mount-proc --kill-child`` with service scripts written here, talks to it
 through the status pipe and signals, and reads the namespace's processes from the host's /proc.
 """
@@ -39,7 +39,7 @@ class Subhost:
         env: dict[str, str] | None = None,
     ) -> None:
         self.stderr_path = tmp / "init.stderr"
-        argv = [sys.executable, "-m", "overlay_boot.linux.init", "--name", "t" + tmp.name[-6:]]
+        argv = [sys.executable, "-m", "tests.init_main", "--name", "t" + tmp.name[-6:]]
         argv += ["--start", start, "--grace", str(grace), "--stop-timeout", str(stop_timeout)]
         if script is not None:
             script_path = tmp / "init-script"

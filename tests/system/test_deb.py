@@ -5,6 +5,7 @@ own overlay-boot 1.6.4 package keeps /etc/subhosts.conf and its subhosts working
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -173,4 +174,60 @@ def test_upgrade_from_1_6_4(box: SystemdBox, deb: Path) -> None:
     installed = package_files(box)
     box.run("apt-get", "purge", "-y", "-q", "overlay-boot", env=APT_ENV, timeout=300)
     assert_purged(box, installed + ["/etc/subhosts.conf"])
+    assert box.failed_units() == []
+
+
+# The last commit whose subhosts run as a supervisor and a forked PID 1 (two processes each).
+TWO_PROCESS_MODEL = "8dca7f1"
+
+
+@pytest.fixture(scope="module")
+def two_process_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_deb(tmp_path_factory.mktemp("deb-old"), commit=TWO_PROCESS_MODEL)
+
+
+def _record(box: SystemdBox, name: str) -> dict:
+    return json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+
+
+def test_upgrade_from_the_two_process_model(box: SystemdBox, deb: Path,
+                                            two_process_deb: Path) -> None:
+    """A subhost started by the old package (its supervisor stays, PID 1 is forked from it)
+    keeps running through the upgrade, is entered and stopped by the new package's
+    commands and unit (the new ExecStopPost= after daemon-reload), and leaves nothing; the
+    next start is the new model."""
+    new = copy_in(box, deb)
+    old = str(box.scratch / f"old-{two_process_deb.name}")  # the same version: another name
+    shutil.copy2(two_process_deb, old)
+    box.run("apt-get", "install", "-y", "-q", "--no-install-recommends", old, env=APT_ENV,
+            timeout=300)
+    name = "t" + secrets.token_hex(3)
+    config = make_subhost(box, name)
+    box.run("ln", "-s", str(config), f"/etc/overlay-boot/{name}.conf")
+    box.systemctl("daemon-reload")
+    unit = f"overlay-boot@{name}.service"
+    box.systemctl("start", unit, timeout=120)
+    main_pid = int(box.systemctl("show", "-p", "MainPID", "--value", unit).stdout)
+    record = _record(box, name)
+    assert record["supervisor_pid"] == main_pid != record["leader_pid"]  # the old model
+
+    box.run("dpkg", "-i", new, env=APT_ENV, timeout=300)
+    box.systemctl("daemon-reload")
+    assert int(box.systemctl("show", "-p", "MainPID", "--value", unit).stdout) == main_pid
+    assert box.systemctl("is-active", unit).stdout.strip() == "active"
+    assert box.run("/usr/sbin/overlay-go", name, "--", "hostname").stdout.strip() == name
+    box.systemctl("stop", unit, timeout=120)
+    assert box.systemctl("is-active", unit, check=False).stdout.strip() == "inactive"
+    left = box.run("sh", "-c", f"ls -d /run/netns/{name} /run/overlay-boot/{name}.* "
+                   f"/sys/class/net/{name}* 2>/dev/null", check=False).stdout.split()
+    assert left == []
+
+    box.systemctl("start", unit, timeout=120)
+    main_pid = int(box.systemctl("show", "-p", "MainPID", "--value", unit).stdout)
+    record = _record(box, name)
+    assert record["supervisor_pid"] == record["leader_pid"] == main_pid  # the new model
+    box.systemctl("stop", unit, timeout=120)
+    assert box.systemctl("is-active", unit, check=False).stdout.strip() == "inactive"
+    box.run("rm", f"/etc/overlay-boot/{name}.conf")
+    box.run("apt-get", "purge", "-y", "-q", "overlay-boot", env=APT_ENV, timeout=300)
     assert box.failed_units() == []

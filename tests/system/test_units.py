@@ -353,3 +353,42 @@ def test_command_line_runs_bang_values_once(box: SystemdBox, subhosts: Subhosts)
     assert "a subhost started through systemd (unit overlay-boot@NAME) needs a literal NAME" \
         in refused.stderr
     assert not marker.exists()
+
+
+def test_pid1_is_the_only_process_of_a_running_subhost(box: SystemdBox,
+                                                       subhosts: Subhosts) -> None:
+    """Under systemd the supervisor hands the unit over to PID 1 (MAINPID=) and exits: one
+    long-lived process per subhost, named by the runtime record as the one to signal, and
+    a clean stop (SIGTERM to PID 1, the START services stopped) leaves nothing behind."""
+    record_file = box.scratch / f"rec-{secrets.token_hex(3)}"
+    name, _ = subhosts.make(link=False)
+    script = subhosts.script(name, "only", record_file)
+    conf = box.scratch / name / f"{name}.conf"
+    conf.write_text(f"BASE=.\nSTART={script}\nCABLES= =\nSHARE={box.scratch}\n")
+    box.run("ln", "-sf", str(conf), f"/etc/overlay-boot/{name}.conf")
+    box.run("systemctl", "daemon-reload")
+    unit = subhosts.unit(name)
+    box.run("systemctl", "start", unit, timeout=60)
+    main = int(box.run("systemctl", "show", "-P", "MainPID", unit).stdout)
+    record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+    assert record["leader_pid"] == record["supervisor_pid"] == main
+    assert "/overlay_boot/linux/entry.py" in box.run("cat", f"/proc/{main}/cmdline").stdout
+    cgroup = box.run("systemctl", "show", "-P", "ControlGroup", unit).stdout.strip()
+    # The services' daemon runs inside PID 1's namespace; on the host side nothing else
+    # lives once the supervisor (and its machined registration) have exited.
+    host_pidns = box.run("readlink", "/proc/self/ns/pid").stdout.strip()
+    deadline = time.monotonic() + 30
+    while True:
+        procs = box.run("cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs").stdout.split()
+        outside = [p for p in procs if int(p) != main and box.run(
+            "readlink", f"/proc/{p}/ns/pid", check=False).stdout.strip() == host_pidns]
+        if not outside:
+            break
+        assert time.monotonic() < deadline, f"still in the unit besides PID 1: {outside}"
+        time.sleep(0.1)
+    status = box.run("systemctl", "show", "-P", "StatusText", unit).stdout
+    assert name in status
+    box.run("systemctl", "stop", unit, timeout=60)
+    assert subhosts.state(name) == "inactive"
+    assert record_file.read_text().splitlines() == ["start only", "stop only"]
+    assert subhosts.leftovers(name) == []

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from overlay_boot.linux import init
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _executable(path: Path) -> Path:
     path.write_text("#!/bin/sh\n")
@@ -59,10 +61,13 @@ def test_settings_defaults() -> None:
 def test_module_imports_nothing_heavy() -> None:
     """PID 1 lives as long as the subhost: no third-party or heavy standard modules."""
     code = (
-        "import sys, overlay_boot.linux.init\n"
+        "import sys, overlay_boot.linux.init, overlay_boot.linux.pivot\n"
         "heavy = ('pyroute2', 'dbus_next', 'pystemd', 'asyncio', 'subprocess', 'threading',"
-        " 'logging', 'argparse')\n"
+        " 'logging', 'argparse', 'dataclasses', 'typing', 'pathlib', 'inspect')\n"
         "print([m for m in sys.modules if m.split('.')[0] in heavy])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # As PID 1 runs: -I -S (no site: an editable install's finder would load pathlib).
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + code
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True)
     assert out.stdout.strip() == "[]"
