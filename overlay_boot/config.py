@@ -341,20 +341,6 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
 
 
 # ---------------------------------------------------------------------------------------------
-# `!` commands: run by the runner the caller passes (proc.run_command), never by this module
-
-
-_MOVED_TO_PROC = ("CommandFailed", "failure_text", "run_shell_status")
-
-
-def __getattr__(name: str) -> object:  # re-export until supervisor.py moves to proc
-    if name in _MOVED_TO_PROC:  # lazily: the generator imports this module, never proc
-        from overlay_boot import proc
-        return getattr(proc, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ---------------------------------------------------------------------------------------------
 # the parser
 
 

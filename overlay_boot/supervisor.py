@@ -20,9 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import cleanup, log, neighbours, netns, state, status_wire
-from .config import CommandFailed, Config, failure_text, run_shell_status
+from .config import Config
 from .errors import SubhostError
 from .linux import boot
+from .proc import CommandFailed, failure_text, run_shell_status, wait_status_words
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 4)
 
@@ -219,7 +220,7 @@ class Supervisor:
         status = self._wait_pid1()
         if error:
             raise SubhostError(f"subhost {config.name} failed to start: {error}")
-        log.info(f"subhost {config.name} stopped (PID 1 {describe_status(status)})")
+        log.info(f"subhost {config.name} stopped (PID 1 {wait_status_words(status)})")
         return 0 if status == 0 else 1
 
     def _follow_status(self, read_fd: int) -> str | None:
@@ -467,12 +468,6 @@ def open_control_socket(name: str) -> socket.socket:
 def printable(text: str, limit: int) -> str:
     """TEXT without control characters (NUL included), at most LIMIT characters."""
     return "".join(c for c in text[:limit * 4] if c.isprintable())[:limit]
-
-
-def describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
 def run_init_command(config: Config) -> str:

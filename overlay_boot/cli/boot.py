@@ -203,12 +203,12 @@ def start_in_background(config) -> int:
         print(f"subhost {config.name} started; log: {log_path}", file=sys.stderr)
         return 0
     _, status = os.waitpid(pid, 0)
-    from ..supervisor import describe_status
+    from ..proc import wait_status_words
 
     message = answer.partition(" ")[2] or "the supervisor exited"
     raise SubhostError(
         f"subhost {config.name} did not start: {message} "
-        f"(supervisor {describe_status(status)}; log: {log_path})"
+        f"(supervisor {wait_status_words(status)}; log: {log_path})"
     )
 
 

@@ -24,6 +24,7 @@ from overlay_boot import log, status_wire
 from overlay_boot.capabilities import Grant
 from overlay_boot.linux import confine, journal, libc, mounts, pivot, userns
 from overlay_boot.linux.pivot import StepError
+from overlay_boot.proc import exit_words, reset_signals
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -237,10 +238,7 @@ def _prepare_process(keep: set[int], parent: int, supervised: bool = True) -> No
         raise StepError("the supervisor exited before PID 1 started")
     # The supervisor's signal handlers and wakeup fd mean nothing here. Until init installs
     # its own, SIGTERM aborts the start (PID 1 would ignore it with the default action).
-    signal.set_wakeup_fd(-1)
-    for sig in signal.valid_signals():
-        if callable(signal.getsignal(sig)):
-            signal.signal(sig, signal.SIG_DFL)
+    reset_signals()
     signal.signal(signal.SIGTERM, _terminated)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     # Descriptors of the supervisor (its lock, the netns, pipes to other children, `parent`).
@@ -458,14 +456,8 @@ def _run_hook(
     if result.returncode == 0:
         return
     if fatal:
-        raise StepError(f"{what}: {_exit_text(result.returncode)}")
-    log.warning(f"{what}: {_exit_text(result.returncode)}; going on, as 1.6.4 did")
-
-
-def _exit_text(returncode: int) -> str:
-    if returncode < 0:
-        return f"killed by signal {signal.Signals(-returncode).name}"
-    return f"failed with exit status {returncode}"
+        raise StepError(f"{what}: {exit_words(result.returncode)}")
+    log.warning(f"{what}: {exit_words(result.returncode)}; going on, as 1.6.4 did")
 
 
 def _message(exc: BaseException) -> str:

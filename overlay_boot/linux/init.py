@@ -113,7 +113,8 @@ def child_environment(environ: dict[str, str] | os._Environ[str] | None = None) 
 
 
 def describe_exit(status: int) -> str:
-    """A wait status in words."""
+    """A wait status in words: PID 1's own (proc.wait_status_words needs errors.py, which loads
+    dataclasses: not in PID 1's light module set)."""
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         return f"exit status {code}"

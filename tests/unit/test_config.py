@@ -596,11 +596,3 @@ def test_the_parser_imports_nothing_that_runs_processes() -> None:
                           check=True).stdout.split()
     assert "overlay_boot.config" in mods
     assert not [m for m in mods if m.startswith("overlay_boot.linux") or m == "overlay_boot.proc"]
-
-
-def test_old_names_of_the_runner_still_resolve() -> None:
-    from overlay_boot import proc
-
-    assert config.CommandFailed is proc.CommandFailed  # re-export until supervisor.py moves
-    with pytest.raises(AttributeError):
-        config.no_such_name  # noqa: B018
