@@ -294,32 +294,77 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
 
 
 def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
-    """Create ``outputs`` under ``dest`` (replacing files of the same name), each by a rename
-    of a complete file: one that fails leaves nothing half-written and stops no other."""
+    """Create ``outputs`` under ``dest`` (replacing files of the same name). One that fails
+    leaves nothing half-written and stops no other: a new file is removed again when writing
+    it fails, an existing one is replaced by a rename of a complete file. (systemd hands a
+    generator empty directories, so the rename is rarely needed: a boot with hundreds of
+    subhosts saves its system calls.)"""
     failed: list[Message] = []
+    made: set[str] = set()
     for out in outputs:
         target = os.path.join(dest, out.relpath)
-        temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+        parent = os.path.dirname(target)
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if out.link is not None:
+            if parent not in made:
                 try:
-                    os.unlink(temporary)
-                except FileNotFoundError:
+                    os.mkdir(parent, 0o755)
+                except FileExistsError:
                     pass
-                os.symlink(out.link, temporary)
+                except FileNotFoundError:
+                    os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            if out.link is not None:
+                _write_link(out.link, target)
             else:
-                data = (out.text or "").encode("utf-8")
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-                fd = os.open(temporary, flags, 0o644)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-            os.replace(temporary, target)
+                _write_text((out.text or "").encode("utf-8"), target)
         except (OSError, UnicodeEncodeError) as e:
             failed.append(Message(ERR, f"{target}: cannot write: {e}"))
     return failed
+
+
+def _write_link(link: str, target: str) -> None:
+    try:
+        os.symlink(link, target)
+        return
+    except FileExistsError:
+        pass
+    temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+    try:
+        os.unlink(temporary)
+    except FileNotFoundError:
+        pass
+    os.symlink(link, temporary)
+    os.replace(temporary, target)
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _write_text(data: bytes, target: str) -> None:
+    try:
+        fd = os.open(target, _NEW_FILE, 0o644)
+    except FileExistsError:
+        temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+        return
+    try:
+        _write_all(fd, data)
+    except BaseException:
+        os.unlink(target)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:
