@@ -12,8 +12,8 @@ For ``NAME`` from ``/etc/overlay-boot/web.conf`` it writes into NORMAL::
                                                        RequiresMountsFor=, After= bridges
     multi-user.target.wants/overlay-boot@NAME.service  only for configs in /etc/subhosts.conf
 
-Other modes: ``--dry-run`` prints what would be written; ``--verify [CONF|NAME ...]`` checks
-configs (also against the host when ``validate`` is there) and exits 78 on any error.
+Other modes: ``--dry-run`` prints what would be written; ``--verify [CONF|NAME ...]`` is
+``overlay-boot --verify`` (overlay_boot/verify.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from overlay_boot import capabilities as caps
 from overlay_boot import discovery, naming, unitnames
 from overlay_boot.config import Config, absolute, load_config
-from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem, printable
+from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
 
 PROG = "overlay-boot-generator"
 TEMPLATE = "overlay-boot@.service"
@@ -417,84 +417,6 @@ class Logger:
 
 
 # ---------------------------------------------------------------------------------------------
-# verify
-
-
-def _select(args: Sequence[str]) -> tuple[list[Path], list[Problem]]:
-    """Config paths for arguments that are paths or instance NAMEs."""
-    paths, problems = [], []
-    for arg in args:
-        if "/" in arg or arg.endswith(".conf") or os.path.exists(arg):
-            paths.append(absolute(arg))
-            continue
-        try:
-            paths.append(discovery.find_instance(arg))
-        except ConfigError as e:
-            problems += e.problems
-    return paths, problems
-
-
-def _host_check() -> Callable[[Config], list[Problem]] | None:
-    try:
-        from overlay_boot import validate  # the config engineer's module; optional here
-    except ImportError:
-        return None
-    return getattr(validate, "check_host", None)
-
-
-def _host_warnings() -> Callable[[Config], list[str]] | None:
-    try:
-        from overlay_boot import validate
-    except ImportError:
-        return None
-    return getattr(validate, "host_warnings", None)
-
-
-def verify(args: Sequence[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
-    """Check the given configs (paths or NAMEs), or all discovered ones (duplicates included).
-
-    Prints ``OK NAME path`` per good config and the problems; returns 0, or 78 on any error.
-    """
-    check_host = _host_check()
-    failed = False
-    configs: list[Config] = []
-    if args:
-        paths, problems = _select(args)
-        for p in problems:
-            err(str(p))
-        failed = bool(problems)
-        for path in paths:
-            try:
-                config = load_config(path, evaluate=False)
-            except ConfigError as e:
-                for p in e.problems:
-                    err(str(p))
-                failed = True
-                continue
-            for w in config.warnings:
-                err(f"warning: {w}")
-            configs.append(config)
-    else:
-        result = generate()
-        for m in result.messages:
-            err(m.text if m.priority <= ERR else f"warning: {m.text}")
-        failed = result.failed
-        configs = list(result.generated)
-    host_warnings = _host_warnings()
-    for config in configs:
-        host_problems = check_host(config) if check_host else []
-        for p in host_problems:
-            err(str(p))
-        for w in host_warnings(config) if host_warnings else []:
-            err(f"warning: {w}")
-        if host_problems:
-            failed = True
-        else:
-            out(f"OK {config.name} {config.path}")
-    return EX_CONFIG if failed else 0
-
-
-# ---------------------------------------------------------------------------------------------
 # entry point
 
 USAGE = f"""\
@@ -525,7 +447,9 @@ def _main(args: list[str], template: str) -> int:
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE) if args else sys.stderr.write(USAGE)
         return 0 if args else EX_USAGE
-    if args[0] == "--verify":
+    if args[0] == "--verify":  # kept for scripts; `overlay-boot --verify` is the command
+        from overlay_boot.verify import verify
+
         return verify(args[1:], _print(sys.stdout), _print(sys.stderr))
     if args[0] == "--dry-run":
         dirs: list[Path] | None = None

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from overlay_boot import generator
+from overlay_boot import generator, verify
+from overlay_boot.cli import boot as boot_cli
 from overlay_boot.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,11 +238,14 @@ def test_verify_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     root = tmp_path / "root"
     _copy_case(CASES / "duplicate", root)
     _env(root, monkeypatch)
-    monkeypatch.setattr(generator, "_host_check", lambda: None)
-    assert generator.main(["--verify"]) == 78
+    assert verify.verify([], print, _stderr, host=False) == 78
     out, err = capfd.readouterr()
     assert out == f"OK web {root}/etc/overlay-boot/a.conf\n"
     assert "NAME web is already used by" in err
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def test_verify_one_by_path_and_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -249,28 +253,30 @@ def test_verify_one_by_path_and_by_name(tmp_path: Path, monkeypatch: pytest.Monk
     root = tmp_path / "root"
     _copy_case(CASES / "bad", root)
     _env(root, monkeypatch)
-    monkeypatch.setattr(generator, "_host_check", lambda: None)
     conf = root / "etc/overlay-boot"
-    assert generator.main(["--verify", str(conf / "good.conf"), "warn"]) == 0
+    assert verify.verify([str(conf / "good.conf"), "warn"], print, _stderr, host=False) == 0
     out, err = capfd.readouterr()
     assert out == f"OK good {conf}/good.conf\nOK warn {conf}/warn.conf\n"
     assert "warning:" in err and "FUTURE" in err
-    assert generator.main(["--verify", "good", "nobase", "nosuch"]) == 78
+    assert verify.verify(["good", "nobase", "nosuch"], print, _stderr, host=False) == 78
     out, err = capfd.readouterr()
     assert out == f"OK good {conf}/good.conf\n"
     assert f"{conf}/nobase.conf: BASE: BASE is required" in err
     assert "no configuration for subhost nosuch" in err
 
 
-def test_verify_uses_host_checks_when_available(tmp_path: Path,
-                                                capfd: pytest.CaptureFixture[str]) -> None:
-    # validate.check_host is real here: BASE does not exist on this host.
+@pytest.mark.parametrize("command", ["generator", "overlay-boot"])
+def test_verify_checks_the_host(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                command: str) -> None:
+    """validate.check_host is real here: BASE does not exist on this host. The generator's
+    own --verify flag and `overlay-boot --verify` are one check."""
     conf = tmp_path / "x.conf"
     conf.write_text(f"BASE={tmp_path}/missing\n")
-    status = generator.main(["--verify", str(conf)])
+    if command == "generator":
+        status = generator.main(["--verify", str(conf)])
+    else:
+        status = boot_cli.main(["--verify", str(conf)])
     out, err = capfd.readouterr()
-    if generator._host_check() is None:
-        pytest.fail("overlay_boot.validate.check_host is not importable")
     assert status == 78
     assert out == ""
     assert f"{tmp_path}/missing" in err
