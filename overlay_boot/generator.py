@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import capabilities as caps
-from overlay_boot import discovery, naming, unitnames
+from overlay_boot import discovery, knownlist, naming, unitnames
 from overlay_boot.config import Config, absolute, load_config
 from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
 
@@ -65,6 +65,7 @@ class Result:
     outputs: tuple[Output, ...]
     messages: tuple[Message, ...]
     generated: tuple[Config, ...]
+    parsed: tuple[tuple[Config, Path], ...] = ()  # every config that parsed, as listed
 
     @property
     def failed(self) -> bool:
@@ -250,6 +251,7 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
     messages: list[Message] = []
     outputs: list[Output] = []
     generated: list[Config] = []
+    parsed: list[tuple[Config, Path]] = []
     problems: list[Problem] = []
     found = discovery.discover(dirs=dirs, subhosts=subhosts, problems=problems)
     messages += [Message(WARNING, str(p)) for p in problems]
@@ -279,6 +281,7 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: skipped: unexpected error: {e!r}"))
             continue
         messages += [Message(WARNING, w) for w in config.warnings]
+        parsed.append((config, f.path))
         if config.name in claimed:
             messages.append(Message(ERR, f"{f.path}: NAME {config.name} is already used by "
                                          f"{claimed[config.name]}; skipped"))
@@ -290,7 +293,7 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: {e}; skipped"))
             continue
         generated.append(config)
-    return Result(tuple(outputs), tuple(messages), tuple(generated))
+    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed))
 
 
 def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
@@ -486,6 +489,10 @@ def _main(args: list[str], template: str) -> int:
     for m in result.messages:
         log(m)
     failed = write(result.outputs, dest)
+    try:  # for the starts' masks of other subhosts (without it, each start parses them)
+        knownlist.write(str(dest), result.parsed)
+    except OSError as e:
+        log(Message(WARNING, f"{dest}: cannot write {knownlist.NAME}: {e}"))
     for m in failed:
         log(m)
     return 1 if failed else 0
