@@ -137,7 +137,16 @@ class Bench:
         elif self.opts.old:
             self.raw.notes.append("overlay-boot 1.6.4 is not downloaded (.ci/setup does it): "
                                   "no 1.6.4 reference")
+        # Configs made just before a generator run make its list of them stale from the start
+        # (knownlist.RECENT_NS): a host's configs are older than that at its boot.
+        time.sleep(0.2)
         self.box.run("systemctl", "daemon-reload")
+        fresh = self.box.run("/usr/bin/python3", "-I", "-c",
+                             "from overlay_boot import knownlist; "
+                             "print(len(knownlist.read() or []))", check=False)
+        self.raw.notes.append(f"the generator's list of known configs (knownlist.py), read "
+                              f"as a start reads it: {fresh.stdout.strip() or fresh.stderr[-200:]}"
+                              " configs (0: absent or stale, each start parses them all)")
         # The first subhost starts the cable service's socket (/run/overlay-boot/net.sock):
         # listening before the "before" snapshot, it is not counted as left behind.
         self.box.run("systemctl", "start", "overlay-boot-net.socket", check=False)
