@@ -189,8 +189,10 @@ collection:
 demo: setup
 	./demo/demo.sh
 
+# Writes bench/RESULTS.md and bench/results.json (commit them alone, from a clean tree);
+# BENCH_ARGS=--quick for a smoke run, or --reps N, --concurrency 1,10,100, --memory-counts ...
 bench: setup
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench --publish $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache

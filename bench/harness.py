@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,8 +36,12 @@ from pathlib import Path
 SBIN = "/usr/local/sbin"
 OLD_SBIN = "/usr/sbin"
 GENERATOR = "/usr/local/lib/systemd/system-generators/overlay-boot-generator"
+GENERATOR_OUT = "/run/obbench-generator"  # a tmpfs, as systemd's generator directories
+DIFF_DIR = "/run/obbench-diff"  # in the box's own /run: a tmpfs is mounted on it
 NSPAWN_TEMPLATE = "nsbench@.service"
 BUS_UNIT = "overlay-boot-bus.service"
+NET_UNIT = "overlay-boot-net.service"
+SHARED_UNITS = (NET_UNIT, BUS_UNIT)  # the project's services shared by all subhosts
 CLEAN_TIMEOUT = 10.0
 POLL = 0.001
 
@@ -378,6 +383,33 @@ def cmd_confinement(confined: str, unconfined: str, base_dir: str, reps: int) ->
     return _paired((confined, unconfined), ("confined", "unconfined"), base_dir, reps)
 
 
+def stop_net_service() -> None:
+    """Stop the cable service (its socket stays): the next start is a cold one."""
+    run("systemctl", "stop", NET_UNIT)
+
+
+def cmd_coldstart(name: str, base: str, reps: int) -> dict:
+    """Pairs of starts of one subhost: warm (the cable service runs, as the previous start
+    left it) then cold (the cable service stopped just before; its socket starts it again).
+    Each start is followed by a stop and the leftover check; one pair warms up."""
+    k = Ours(name, base)
+    out: dict = {"warm": [], "cold": [], "cold_over_warm": [], "leaks": []}
+    for i in range(reps + 1):
+        times = []
+        for cold in (False, True):
+            if cold:
+                stop_net_service()
+            t0 = now()
+            k.start()
+            times.append(now() - t0)
+            out["leaks"] += stop_and_clean(k)[2]
+        if i > 0:
+            out["warm"].append(times[0])
+            out["cold"].append(times[1])
+            out["cold_over_warm"].append(times[1] / times[0])
+    return out
+
+
 def cmd_go(kind: str, name: str, base: str, reps: int) -> dict:
     k = KINDS[kind](name, base)
     k.start()
@@ -412,11 +444,18 @@ def cmd_generator(directory: str, counts: list[int], reps: int) -> dict:
                "OVERLAY_BOOT_SUBHOSTS_CONF": "/nonexistent/subhosts.conf"}
         times = []
         for i in range(reps + 1):
-            dest = Path(directory) / f"out{n}-{i}"
+            # systemd hands generators empty directories under /run (a tmpfs)
+            dest = Path(GENERATOR_OUT)
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(mode=0o755)
+            dirs = [str(dest / d) for d in ("normal", "early", "late")]
+            for d in dirs:
+                os.mkdir(d, 0o755)
             t0 = now()
-            run(GENERATOR, str(dest), str(dest), str(dest), env=env)
+            run(GENERATOR, *dirs, env=env)
             t1 = now()
-            made = len(list(dest.glob("overlay-boot@*.service.d")))
+            made = len(list((dest / "normal").glob("overlay-boot@*.service.d")))
+            shutil.rmtree(dest)
             if made != n:
                 raise RuntimeError(f"the generator wrote {made} drop-ins for {n} configs")
             if i > 0:
@@ -457,61 +496,85 @@ def make_diff_layers(directory: str, entries: int) -> tuple[str, int]:
 def cmd_diff(directory: str, entries: int, reps: int) -> dict:
     """`overlay-diff --json CONF` of a stopped subhost whose UPPER holds ENTRIES entries, the
     whole command, its output read to the end (the first run, unmeasured, also checks it)."""
-    conf, expected = make_diff_layers(directory, entries)
-    out: dict = {"diff": [], "entries": entries}
-    for i in range(reps + 1):
-        t0 = now()
-        r = subprocess.run([f"{SBIN}/overlay-diff", "--json", conf], capture_output=True)
-        t1 = now()
-        if r.returncode != 0:
-            raise RuntimeError(f"overlay-diff exited {r.returncode}: {r.stderr.decode()}")
-        if i == 0:
-            reported = r.stdout.count(b"\n")
-            if reported != expected:
-                raise RuntimeError(f"overlay-diff reported {reported} entries, not {expected}")
-        else:
-            out["diff"].append(t1 - t0)
+    # On a tmpfs of the box's own: unmounted at once afterwards, where removing 150,000 files
+    # from the host's disk took minutes of the benchmark's time.
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    run("mount", "-t", "tmpfs", "-o", "mode=0755,size=2g", "obbench-diff", directory)
+    try:
+        conf, expected = make_diff_layers(directory, entries)
+        out: dict = {"diff": [], "entries": entries}
+        for i in range(reps + 1):
+            t0 = now()
+            r = subprocess.run([f"{SBIN}/overlay-diff", "--json", conf], capture_output=True)
+            t1 = now()
+            if r.returncode != 0:
+                raise RuntimeError(f"overlay-diff exited {r.returncode}: {r.stderr.decode()}")
+            if i == 0:
+                reported = r.stdout.count(b"\n")
+                if reported != expected:
+                    raise RuntimeError(f"overlay-diff reported {reported} entries, "
+                                       f"not {expected}")
+            else:
+                out["diff"].append(t1 - t0)
+    finally:
+        run("umount", directory, check=False)
     return out
 
 
-def cmd_memory(kind: str, names: list[str], bases: list[str]) -> dict:
-    """Start all, then PSS of each subhost's long-running processes, then stop all."""
-    ks = [KINDS[kind](n, b) for n, b in zip(names, bases, strict=True)]
-    out: dict = {"pss": [], "procs": [], "leaks": []}
-    started: list[Kind] = []
-    try:
-        if kind in ("ours", "nspawn"):
-            run("systemctl", "start", *(k.unit for k in ks))  # type: ignore[attr-defined]
-            started = list(ks)
+def _subhost_pss(k: Kind, own_pidns: str) -> tuple[int, int]:
+    """PSS of K's processes in bytes: (host side, inside its PID namespace)."""
+    host = inside = 0
+    for pid in k.procs():
+        size = pss(pid)
+        try:
+            inner = os.readlink(f"/proc/{pid}/ns/pid") != own_pidns
+        except OSError:
+            inner = False
+        if inner:
+            inside += size
         else:
-            for k in ks:
-                k.start()
-                started.append(k)
-        time.sleep(1.0)  # let short-lived helpers (cable builder, machined registration) end
-        own_pidns = os.readlink("/proc/self/ns/pid")
-        for k in ks:
-            total, detail = 0, []
-            for pid in k.procs():
-                size = pss(pid)
-                total += size
-                try:
-                    inner = os.readlink(f"/proc/{pid}/ns/pid") != own_pidns
-                except OSError:
-                    inner = False
-                detail.append({"pid": pid, "pss": size, "subhost_pidns": inner,
-                               "cmd": " ".join(cmdline(pid))[:80]})
-            out["pss"].append(total)
-            out["procs"].append(detail)
-        if kind == "ours":  # the D-Bus service shared by all subhosts, when it runs
-            out["bus_pss"] = [sum(pss(p) for p in unit_procs(BUS_UNIT))]
+            host += size
+    return host, inside
+
+
+def cmd_memory(kind: str, names: list[str], bases: list[str], counts: list[int]) -> dict:
+    """Start subhosts in steps up to each of COUNTS running; at each step (1 s after the last
+    start, so that short-lived helpers have ended) the PSS of each running subhost's processes
+    and of the project's shared services; then stop all.
+
+    Per count: "host" and "inside" (one value per running subhost, bytes) and "shared"
+    (unit -> PSS of all its processes, 0 when it does not run)."""
+    ks = [KINDS[kind](n, b) for n, b in zip(names, bases, strict=True)]
+    out: dict = {"counts": {}, "leaks": []}
+    own_pidns = os.readlink("/proc/self/ns/pid")
+    running = 0
+    try:
+        for count in sorted(counts):
+            if kind in ("ours", "nspawn"):
+                batch, running = ks[running:count], count  # all stopped again, even on errors
+                run("systemctl", "start", *(k.unit for k in batch))  # type: ignore[attr-defined]
+            while running < count:
+                ks[running].start()
+                running += 1
+            time.sleep(1.0)
+            parts = [_subhost_pss(k, own_pidns) for k in ks[:count]]
+            out["counts"][str(count)] = {
+                "host": [h for h, _ in parts], "inside": [i for _, i in parts],
+                "shared": {u: sum(pss(p) for p in unit_procs(u)) for u in SHARED_UNITS}
+                if kind == "ours" else {}}
+        if ks[:running]:
+            out["example"] = [{"pss": pss(p), "cmd": " ".join(cmdline(p))[:80]}
+                              for p in ks[0].procs()]
     finally:
+        started = ks[:running]
         if kind in ("ours", "nspawn") and started:
             run("systemctl", "stop", *(k.unit for k in started), check=False)  # type: ignore
-        for k in started:
-            out["leaks"] += stop_and_clean(k)[2] if kind not in ("ours", "nspawn") else []
-        for k in started:
-            if kind in ("ours", "nspawn") and not wait_until(lambda k=k: not k.leftovers()):
-                out["leaks"] += k.leftovers()
+            for k in started:
+                if not wait_until(lambda k=k: not k.leftovers()):
+                    out["leaks"] += k.leftovers()
+        else:
+            for k in started:
+                out["leaks"] += stop_and_clean(k)[2]
     return out
 
 

@@ -11,7 +11,7 @@ Boots a systemd box, installs the project, and for one subhost (START=none, one 
 4. ``py-spy record`` of one ``overlay-boot --instance`` start when py-spy is installed in the
    venv (``pip install py-spy``), written to bench/out/start.speedscope.json.
 
-Prints a report; bench/RESULTS.md quotes it.
+Prints a report (bench/RESULTS.md holds only what `make bench` measured).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .stats import Summary, ratio
 
 REFERENCES = ("nspawn", "1.6.4")  # the reference columns, in order
-SCALES = {"ms": 1e3, "MB": 1 / 2**20, "s": 1.0, "count": 1.0}  # raw (s, bytes) -> shown
+SCALES = {"ms": 1e3, "MiB": 1 / 2**20, "s": 1.0, "count": 1.0, "×": 1.0}  # raw -> shown
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _num(value: float | None, unit: str) -> str:
         return "—"
     if unit == "count":
         return f"{value:g}"
-    if unit == "s":
+    if unit in ("s", "×"):
         return f"{value:.2f}"
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
@@ -66,14 +66,13 @@ def _ratio(value: float | None) -> str:
 
 
 def _verdict(row: Row) -> str:
-    return {True: "pass", False: "FAIL", None: "—"}[row.passed]
+    return {True: "PASS", False: "FAIL", None: "—"}[row.passed]
 
 
 def _budget(row: Row) -> str:
     if row.budget is None:
         return "—"
-    return f"≤ {_num(row.budget, row.unit)} {row.unit}" if row.unit != "count" else \
-        f"≤ {row.budget:g}"
+    return f"≤ {row.budget:g}" + (f" {row.unit}" if row.unit != "count" else "")
 
 
 HEADER = ("measure", "unit", "ours", *(c for r in REFERENCES for c in (r, f"ours/{r}")),

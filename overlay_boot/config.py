@@ -656,22 +656,15 @@ def _mac(text: str) -> str | None:
 
 
 def load_config(path: str | Path, *, run: Runner | None = None, command_timeout: float = 30.0,
-                text: str | None = None, real_path: str | None = None,
-                evaluate: bool | None = None) -> Config:
+                text: str | None = None, real_path: str | None = None) -> Config:
     """Parse the config file at ``path``; raise `ConfigError` with every problem found.
 
     ``!`` commands are run by RUN (`proc.run_command`), each within COMMAND_TIMEOUT seconds;
     ``run=None`` never runs them (the generator, every command that only reads a config): see
     `Config`. This reads the file by path and checks nothing about who may write it: a
     command that runs ``!`` values as root gets TEXT and REAL_PATH from `trust.load_trusted`,
-    which checks first. ``evaluate=False`` is the old spelling of ``run=None``, accepted
-    until every caller passes RUN.
+    which checks first.
     """
-    if evaluate is not None:
-        if evaluate and run is None:
-            raise TypeError("load_config(evaluate=True) needs the runner: run=proc.run_command")
-        if not evaluate:
-            run = None
     abspath = absolute(path)
     if text is None:
         text = _read_text(abspath)

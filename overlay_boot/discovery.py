@@ -8,6 +8,7 @@ line, ``#`` starts a comment; the subhosts listed there are also started at boot
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,21 +45,29 @@ def subhosts_conf() -> Path:
 
 def _dir_entries(directory: Path) -> list[Path]:
     """``DIR/*.conf`` as the shell glob sees it (no hidden files), sorted; files only."""
+    absdir = os.path.abspath(directory)
     try:
-        names = os.listdir(directory)
+        with os.scandir(absdir) as it:
+            # d_type tells a regular file without a stat; a symlink is followed (stat).
+            # A dangling symlink is kept: loading it reports why it is unusable.
+            names = [e.name for e in it
+                     if not e.name.startswith(".") and e.name.endswith(".conf") and _listed(e)]
     except FileNotFoundError:
         return []
     except OSError as e:
         raise ConfigError(Problem(str(directory), f"cannot list: {e.strerror or e}")) from None
-    found = []
-    for name in sorted(names):
-        if name.startswith(".") or not name.endswith(".conf") or name == ".conf":
-            continue
-        path = directory / name
-        # A dangling symlink is kept: loading it reports why it is unusable.
-        if path.is_file() or (path.is_symlink() and not path.exists()):
-            found.append(Path(os.path.abspath(path)))
-    return found
+    sep = "" if absdir.endswith("/") else "/"
+    return [Path(f"{absdir}{sep}{name}") for name in sorted(names)]
+
+
+def _listed(entry: os.DirEntry) -> bool:
+    """A file, or a symlink that leads nowhere (a loop, a dangling link)."""
+    try:
+        if entry.is_file():
+            return True
+    except OSError:
+        pass
+    return entry.is_symlink() and not os.path.exists(entry.path)
 
 
 def read_subhosts_conf(path: Path, problems: list[Problem] | None = None) -> list[Path]:
@@ -87,15 +96,27 @@ def _report(problems: list[Problem] | None, problem: Problem) -> None:
     problems.append(problem)
 
 
-def _identity(path: Path) -> object:
+def _identity(path: Path, real_dirs: dict[str, str] | None = None) -> object:
     """One config is one file read from one directory: two symlinks to one template in two
     subhost directories are two subhosts (a relative BASE starts from each link's directory),
-    a link in /etc/overlay-boot and its target are one (the link is followed)."""
+    a link in /etc/overlay-boot and its target are one (the link is followed).
+
+    ``real_dirs`` caches the real path of each config directory across calls (hundreds of
+    configs usually share one)."""
     try:
-        st = path.stat()
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(path)
+            return (st.st_dev, st.st_ino, os.path.realpath(base_dir(path)))
     except OSError:
         return os.path.realpath(path)
-    return (st.st_dev, st.st_ino, os.path.realpath(base_dir(path)))
+    parent = os.path.dirname(path)  # base_dir of a config that is no symlink
+    if real_dirs is None:
+        return (st.st_dev, st.st_ino, os.path.realpath(parent))
+    real = real_dirs.get(parent)
+    if real is None:
+        real = real_dirs[parent] = os.path.realpath(parent)
+    return (st.st_dev, st.st_ino, real)
 
 
 def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None,
@@ -118,8 +139,9 @@ def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None
             problems.extend(e.problems)
     listed += [(p, "subhosts.conf")
                for p in read_subhosts_conf(subhosts or subhosts_conf(), problems)]
+    real_dirs: dict[str, str] = {}
     for path, origin in listed:
-        key = _identity(path)
+        key = _identity(path, real_dirs)
         wanted = origin == "subhosts.conf"
         if key in entries:
             if wanted and not entries[key].wanted:

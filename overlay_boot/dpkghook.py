@@ -121,7 +121,7 @@ def post(deadline: float) -> list[Finding]:
 def _layers(config_path: str) -> Layers:
     from .config import load_config
 
-    return layers_of(load_config(config_path, evaluate=False))
+    return layers_of(load_config(config_path))
 
 
 def shadowed_files(upper: str, files: list[str], deadline: float) -> list[str]:

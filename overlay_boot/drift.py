@@ -441,7 +441,7 @@ def _readlink(dir_fd: int | None, name: str) -> str | None:
 # -- where the layers are ---------------------------------------------------------------------
 
 def layers_of(config: Config) -> Layers:
-    """UPPER and LOWER of a config read with ``evaluate=False``; `SubhostError` when they are
+    """UPPER and LOWER of a config read without a runner (no ``!`` command runs); `SubhostError` when they are
     `!` commands (never run here) or the subhost has no overlay (UPPER is LOWER)."""
     from .errors import SubhostError
 

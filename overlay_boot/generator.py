@@ -2,7 +2,7 @@
 
 systemd runs ``overlay-boot-generator NORMAL EARLY LATE`` early at boot and at every
 ``daemon-reload`` (systemd.generator(7)): no D-Bus, no other units, maybe no /var. So this only
-parses (``load_config(evaluate=False)``: no ``!`` command runs, nothing is mounted or created
+parses (``load_config`` without a runner: no ``!`` command runs, nothing is mounted or created
 outside the output directory) and imports nothing beyond the standard library and the pure
 layer. One bad or duplicate config is reported and skipped; the others are still generated.
 
@@ -12,8 +12,8 @@ For ``NAME`` from ``/etc/overlay-boot/web.conf`` it writes into NORMAL::
                                                        RequiresMountsFor=, After= bridges
     multi-user.target.wants/overlay-boot@NAME.service  only for configs in /etc/subhosts.conf
 
-Other modes: ``--dry-run`` prints what would be written; ``--verify [CONF|NAME ...]`` checks
-configs (also against the host when ``validate`` is there) and exits 78 on any error.
+Other modes: ``--dry-run`` prints what would be written; ``--verify [CONF|NAME ...]`` is
+``overlay-boot --verify`` (overlay_boot/verify.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import capabilities as caps
-from overlay_boot import discovery, naming, unitnames
+from overlay_boot import discovery, knownlist, naming, unitfile
 from overlay_boot.config import Config, absolute, load_config
-from overlay_boot.errors import EX_CONFIG, EX_USAGE, ConfigError, Problem, printable
+from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
 
 PROG = "overlay-boot-generator"
 TEMPLATE = "overlay-boot@.service"
@@ -65,6 +65,7 @@ class Result:
     outputs: tuple[Output, ...]
     messages: tuple[Message, ...]
     generated: tuple[Config, ...]
+    parsed: tuple[tuple[Config, Path], ...] = ()  # every config that parsed, as listed
 
     @property
     def failed(self) -> bool:
@@ -107,7 +108,7 @@ def _unit_text(path: str) -> str:
         raise ValueError(f"{printable(path)} is not valid UTF-8, which a unit file cannot "
                          "name: rename it, or link it from /etc/overlay-boot under a UTF-8 "
                          "name") from None
-    unitnames.quote(path)  # refuses control characters before anything is written
+    unitfile.quote(path)  # refuses control characters before anything is written
     return path
 
 
@@ -119,19 +120,19 @@ def render_dropin(config: Config, origin: str = PROG) -> str:
         "# Do not edit: edit the config file and run 'systemctl daemon-reload'.",
         "",
         "[Unit]",
-        f"SourcePath={unitnames.specifiers(source)}",
+        f"SourcePath={unitfile.specifiers(source)}",
     ]
     for path in mount_paths(config):
         try:
-            lines.append(f"RequiresMountsFor={unitnames.quote(str(path))}")
+            lines.append(f"RequiresMountsFor={unitfile.quote(str(path))}")
         except ValueError:
             continue  # cannot be expressed; the supervisor reports the path if it is wrong
     for bridge in config.bridges:
-        lines.append(f"After={unitnames.net_device_unit(bridge)}")
+        lines.append(f"After={unitfile.net_device_unit(bridge)}")
     lines += [
         "",
         "[Service]",
-        f"Environment={unitnames.quote('OVERLAY_BOOT_CONFIG=' + source)}",
+        f"Environment={unitfile.quote('OVERLAY_BOOT_CONFIG=' + source)}",
         *service_lines(config),
         "",
     ]
@@ -184,7 +185,7 @@ def service_lines(config: Config) -> list[str]:
     for share in config.shares:  # a shared device node is the admin's explicit device grant
         if Path("/dev") in share.source.parents:
             try:
-                lines.append(f"DeviceAllow={unitnames.quote(str(share.source))} rw")
+                lines.append(f"DeviceAllow={unitfile.quote(str(share.source))} rw")
             except ValueError:
                 continue
     return lines
@@ -214,11 +215,11 @@ def render_late(path: Path, *, wanted: bool, template: str) -> list[Output]:
         "# read when the unit starts, once the file systems it needs are mounted.",
         "",
         "[Unit]",
-        f"SourcePath={unitnames.specifiers(source)}",
-        *(f"RequiresMountsFor={unitnames.quote(w)}" for w in waits),
+        f"SourcePath={unitfile.specifiers(source)}",
+        *(f"RequiresMountsFor={unitfile.quote(w)}" for w in waits),
         "",
         "[Service]",
-        f"Environment={unitnames.quote('OVERLAY_BOOT_CONFIG=' + source)}",
+        f"Environment={unitfile.quote('OVERLAY_BOOT_CONFIG=' + source)}",
         "",
     ]
     unit = naming.unit_name(name)
@@ -245,11 +246,12 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
              load: Callable[[Path], Config] | None = None) -> Result:
     """Everything the generator would write, and what it has to say. Never raises for a
     config: each problem becomes a message and that config is skipped."""
-    load = load or (lambda p: load_config(p, evaluate=False))
+    load = load or (lambda p: load_config(p))
     template = template or template_path()
     messages: list[Message] = []
     outputs: list[Output] = []
     generated: list[Config] = []
+    parsed: list[tuple[Config, Path]] = []
     problems: list[Problem] = []
     found = discovery.discover(dirs=dirs, subhosts=subhosts, problems=problems)
     messages += [Message(WARNING, str(p)) for p in problems]
@@ -279,6 +281,7 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: skipped: unexpected error: {e!r}"))
             continue
         messages += [Message(WARNING, w) for w in config.warnings]
+        parsed.append((config, f.path))
         if config.name in claimed:
             messages.append(Message(ERR, f"{f.path}: NAME {config.name} is already used by "
                                          f"{claimed[config.name]}; skipped"))
@@ -290,36 +293,81 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: {e}; skipped"))
             continue
         generated.append(config)
-    return Result(tuple(outputs), tuple(messages), tuple(generated))
+    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed))
 
 
 def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
-    """Create ``outputs`` under ``dest`` (replacing files of the same name), each by a rename
-    of a complete file: one that fails leaves nothing half-written and stops no other."""
+    """Create ``outputs`` under ``dest`` (replacing files of the same name). One that fails
+    leaves nothing half-written and stops no other: a new file is removed again when writing
+    it fails, an existing one is replaced by a rename of a complete file. (systemd hands a
+    generator empty directories, so the rename is rarely needed: a boot with hundreds of
+    subhosts saves its system calls.)"""
     failed: list[Message] = []
+    made: set[str] = set()
     for out in outputs:
         target = os.path.join(dest, out.relpath)
-        temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+        parent = os.path.dirname(target)
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if out.link is not None:
+            if parent not in made:
                 try:
-                    os.unlink(temporary)
-                except FileNotFoundError:
+                    os.mkdir(parent, 0o755)
+                except FileExistsError:
                     pass
-                os.symlink(out.link, temporary)
+                except FileNotFoundError:
+                    os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            if out.link is not None:
+                _write_link(out.link, target)
             else:
-                data = (out.text or "").encode("utf-8")
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-                fd = os.open(temporary, flags, 0o644)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-            os.replace(temporary, target)
+                _write_text((out.text or "").encode("utf-8"), target)
         except (OSError, UnicodeEncodeError) as e:
             failed.append(Message(ERR, f"{target}: cannot write: {e}"))
     return failed
+
+
+def _write_link(link: str, target: str) -> None:
+    try:
+        os.symlink(link, target)
+        return
+    except FileExistsError:
+        pass
+    temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+    try:
+        os.unlink(temporary)
+    except FileNotFoundError:
+        pass
+    os.symlink(link, temporary)
+    os.replace(temporary, target)
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _write_text(data: bytes, target: str) -> None:
+    try:
+        fd = os.open(target, _NEW_FILE, 0o644)
+    except FileExistsError:
+        temporary = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+        return
+    try:
+        _write_all(fd, data)
+    except BaseException:
+        os.unlink(target)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:
@@ -372,84 +420,6 @@ class Logger:
 
 
 # ---------------------------------------------------------------------------------------------
-# verify
-
-
-def _select(args: Sequence[str]) -> tuple[list[Path], list[Problem]]:
-    """Config paths for arguments that are paths or instance NAMEs."""
-    paths, problems = [], []
-    for arg in args:
-        if "/" in arg or arg.endswith(".conf") or os.path.exists(arg):
-            paths.append(absolute(arg))
-            continue
-        try:
-            paths.append(discovery.find_instance(arg))
-        except ConfigError as e:
-            problems += e.problems
-    return paths, problems
-
-
-def _host_check() -> Callable[[Config], list[Problem]] | None:
-    try:
-        from overlay_boot import validate  # the config engineer's module; optional here
-    except ImportError:
-        return None
-    return getattr(validate, "check_host", None)
-
-
-def _host_warnings() -> Callable[[Config], list[str]] | None:
-    try:
-        from overlay_boot import validate
-    except ImportError:
-        return None
-    return getattr(validate, "host_warnings", None)
-
-
-def verify(args: Sequence[str], out: Callable[[str], None], err: Callable[[str], None]) -> int:
-    """Check the given configs (paths or NAMEs), or all discovered ones (duplicates included).
-
-    Prints ``OK NAME path`` per good config and the problems; returns 0, or 78 on any error.
-    """
-    check_host = _host_check()
-    failed = False
-    configs: list[Config] = []
-    if args:
-        paths, problems = _select(args)
-        for p in problems:
-            err(str(p))
-        failed = bool(problems)
-        for path in paths:
-            try:
-                config = load_config(path, evaluate=False)
-            except ConfigError as e:
-                for p in e.problems:
-                    err(str(p))
-                failed = True
-                continue
-            for w in config.warnings:
-                err(f"warning: {w}")
-            configs.append(config)
-    else:
-        result = generate()
-        for m in result.messages:
-            err(m.text if m.priority <= ERR else f"warning: {m.text}")
-        failed = result.failed
-        configs = list(result.generated)
-    host_warnings = _host_warnings()
-    for config in configs:
-        host_problems = check_host(config) if check_host else []
-        for p in host_problems:
-            err(str(p))
-        for w in host_warnings(config) if host_warnings else []:
-            err(f"warning: {w}")
-        if host_problems:
-            failed = True
-        else:
-            out(f"OK {config.name} {config.path}")
-    return EX_CONFIG if failed else 0
-
-
-# ---------------------------------------------------------------------------------------------
 # entry point
 
 USAGE = f"""\
@@ -480,7 +450,9 @@ def _main(args: list[str], template: str) -> int:
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE) if args else sys.stderr.write(USAGE)
         return 0 if args else EX_USAGE
-    if args[0] == "--verify":
+    if args[0] == "--verify":  # kept for scripts; `overlay-boot --verify` is the command
+        from overlay_boot.verify import verify
+
         return verify(args[1:], _print(sys.stdout), _print(sys.stderr))
     if args[0] == "--dry-run":
         dirs: list[Path] | None = None
@@ -517,6 +489,10 @@ def _main(args: list[str], template: str) -> int:
     for m in result.messages:
         log(m)
     failed = write(result.outputs, dest)
+    try:  # for the starts' masks of other subhosts (without it, each start parses them)
+        knownlist.write(str(dest), result.parsed)
+    except OSError as e:
+        log(Message(WARNING, f"{dest}: cannot write {knownlist.NAME}: {e}"))
     for m in failed:
         log(m)
     return 1 if failed else 0

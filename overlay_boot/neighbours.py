@@ -5,6 +5,9 @@ every subhost's LOWER: without a mask, root inside one subhost reads (and throug
 UPPER, shadows) another's private files. The configs systemd knows (``discovery``) and the
 running subhosts' records say where those directories are; configs are only parsed, never
 evaluated (a ``!`` path stays unknown and so unmasked: README, "Security model").
+
+Parsing every known config at each start costs ~0.3 ms per config, so a start reads the list
+the generator made of them (`knownlist`) while it is fresh, and parses them itself otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from overlay_boot import discovery, state
+from overlay_boot import discovery, knownlist, state
 from overlay_boot.config import Config, load_config
 from overlay_boot.errors import ConfigError
 
@@ -23,33 +26,45 @@ class Others:
     """The other subhosts this host knows: configs (parsed, never evaluated: a `!` value stays
     unknown) and the records of the running ones."""
 
-    configs: tuple[tuple[Config, Path], ...]  # (config, its path as listed)
+    configs: tuple[tuple[knownlist.Neighbour, Path], ...]  # (config, its path as listed)
     records: tuple[state.Runtime, ...]
 
 
 def others(config: Config) -> Others:
     """Every known subhost but ``config``'s: the configs systemd knows and the running ones."""
     records = tuple(r for r in state.running() if r.name != config.name)
-    paths: list[Path] = []
-    try:
-        paths += [found.path for found in discovery.discover(problems=[])]
-    except OSError:
-        pass
-    paths += [Path(r.config) for r in records]
     seen = {_identity(config.path)}
-    configs: list[tuple[Config, Path]] = []
+    configs: list[tuple[knownlist.Neighbour, Path]] = []
+    listed = knownlist.read()
+    if listed is None:
+        try:
+            paths = [found.path for found in discovery.discover(problems=[])]
+        except OSError:
+            paths = []
+    else:
+        paths = []
+        for identity, neighbour, path in listed:
+            if identity not in seen:
+                seen.add(identity)
+                if neighbour.name != config.name:
+                    configs.append((neighbour, path))
+    paths += [Path(r.config) for r in records]
     for path in paths:
         key = _identity(path)
         if key in seen:
             continue
         seen.add(key)
         try:
-            other = load_config(path, evaluate=False)
+            other = load_config(path)
         except (ConfigError, OSError):
             continue
         if other.name != config.name:
-            configs.append((other, path))
+            configs.append((knownlist.Neighbour.of(other), path))
     return Others(tuple(configs), records)
+
+
+# ---------------------------------------------------------------------------------------------
+# masks
 
 
 def other_subhost_dirs(config: Config) -> tuple[Path, ...]:

@@ -647,7 +647,7 @@ class Service:
         from ..errors import ConfigError, SubhostError, printable
 
         def entries() -> list[list[Any]]:
-            layers = drift.layers_of(load_config(target.record.config, evaluate=False))
+            layers = drift.layers_of(load_config(target.record.config))
             # D-Bus strings are UTF-8: a file name that is not comes escaped, as printed
             return [[printable(e.path), e.kind, e.type, e.shadowed, e.size]
                     for e in drift.walk(layers, shadowed_only=shadowed_only)]

@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: Arguments) -> int:
     if args.verify:
-        from ..generator import main as generator_main
+        from ..verify import verify
 
-        return generator_main(["--verify", *args.config])
+        return verify(args.config, print, lambda text: print(text, file=sys.stderr))
     require_root()
     if args.instance is not None:
         config = load_instance(args.instance)

@@ -103,7 +103,7 @@ def locate(target: str, prog: str = "overlay-diff") -> tuple[str, Config, bool]:
     if path is None:
         record = state.read(name) if running else None
         path = Path(record.config) if record else find_instance(name)
-    return name, load_config(path, evaluate=False), running
+    return name, load_config(path), running
 
 
 def entry_line(entry: Entry) -> str:

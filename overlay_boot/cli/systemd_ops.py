@@ -58,7 +58,7 @@ def _parse(path: Path):
     from ..config import NAME_IS_COMMAND, load_config
 
     try:
-        return load_config(path, evaluate=False)
+        return load_config(path)
     except ConfigError as exc:
         raise ConfigError([_literal_name_needed(p) if p.message == NAME_IS_COMMAND else p
                            for p in exc.problems]) from None

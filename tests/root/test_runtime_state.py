@@ -216,7 +216,7 @@ def test_the_supervisor_forgets_pid1_once_reaped(tmp_path: Path) -> None:
         (base / sub).mkdir(parents=True)
     conf = base / "s.conf"
     conf.write_text("BASE=.\nSTART=none\n")
-    supervisor = Supervisor(load_config(conf, evaluate=False))
+    supervisor = Supervisor(load_config(conf))
     child = os.fork()
     if child == 0:
         os._exit(0)

@@ -50,7 +50,7 @@ def test_pass_fail_against_the_budget_in_shown_units() -> None:
 
 def test_cell_shows_median_and_quartiles() -> None:
     assert cell(summarize([0.1, 0.2, 0.3]), "ms") == "200 (150–250)"
-    assert cell(summarize([2**20 * 12.5]), "MB") == "12.5"
+    assert cell(summarize([2**20 * 12.5]), "MiB") == "12.5"
     assert cell(None, "ms") == "—"
 
 
@@ -60,7 +60,7 @@ def test_markdown_table() -> None:
     assert lines[0] == "| " + " | ".join(HEADER) + " |"
     assert lines[1].count("|") == len(HEADER) + 1
     assert ("| start | ms | 160 (155–165) | 50.0 (50.0–50.0) | 3.20× | 400 (400–400) | 0.40× "
-            "| ≤ 200 ms | pass |") in md
+            "| ≤ 200 ms | PASS |") in md
     assert "start [a\\|b]" in md and md.rstrip().endswith("FAIL |")
 
 
@@ -81,30 +81,76 @@ def test_text_table_aligned() -> None:
     assert len({line.index("ms") for line in lines[2:]}) == 1
 
 
+COUNTS = analyse.Counts(concurrency=(100,), generator=(500,), memory=(50, 100),
+                        memory_running=100)
+
+
+def _memory_point(n: int, host: float, inside: float, shared: float) -> dict:
+    return {"host": [host * 2**20] * n, "inside": [inside * 2**20] * n,
+            "shared": {"overlay-boot-net.service": shared * 2**20,
+                       "overlay-boot-bus.service": 0}}
+
+
 def test_rows_from_raw_data() -> None:
     data = {
-        "startstop": {"ours": {"start": [0.1] * 10, "stop": [0.05] * 10, "leaks": []},
-                      "nspawn": {"start": [0.05] * 10, "stop": [0.02] * 10},
-                      "old": {"start": [0.3] * 10, "stop": [0.1] * 10}},
-        "memory": {"ours": {"pss": [10 * 2**20] * 20, "leaks": [],
-                            "procs": [[{"pss": 6 * 2**20, "subhost_pidns": False},
-                                       {"pss": 4 * 2**20, "subhost_pidns": True}]] * 20}},
-        "concurrent-50": {"ours": {"start": [5.0] * 10, "stop": [3.0] * 10, "leaks": ["x"],
-                                   "not_active": []}},
+        "startstop": {"ours": {"start": [0.05] * 10, "stop": [0.03] * 10, "leaks": []},
+                      "nspawn": {"start": [0.025] * 10, "stop": [0.02] * 10},
+                      "old": {"start": [0.15] * 10, "stop": [0.1] * 10}},
+        "coldstart": {"ours": {"warm": [0.05] * 10, "cold": [0.09] * 10,
+                               "cold_over_warm": [1.8] * 10, "leaks": []}},
+        "memory": {"ours": {"leaks": [], "counts": {"50": _memory_point(50, 1, 3, 20),
+                                                    "100": _memory_point(100, 1, 3, 20)}}},
+        "concurrent-100": {"ours": {"start": [4.0] * 10, "stop": [3.0] * 10, "leaks": ["x"],
+                                    "not_active": []}},
     }
-    rows = {r.measure: r for r in analyse.rows(data, (50,), (500,), 20)}
-    start = rows["start → ready, systemctl start"]
+    rows = {r.measure.strip(): r for r in analyse.rows(data, COUNTS)}
+    start = rows["start → ready, systemctl start (cable service running)"]
     assert start.passed and start.ratio("nspawn") == 2
     assert start.ratio("1.6.4") == pytest.approx(1 / 3)
-    assert rows["PSS per subhost, 20 running"].passed
-    assert rows["  of which PID 1 (inside)"].ours.median == 4 * 2**20
-    assert rows["50 started at once → all active"].passed
-    assert rows["50 stopped at once → cleaned"].passed is False  # a leftover
+    cold = rows["start → ready, cold (cable service stopped before)"]
+    assert cold.passed is False and "paired cold/warm 1.80×" in cold.note  # 90 > 80 ms
+    # 1 + 3 MiB of its own + 20 MiB shared among 100 running: 4.2 MiB
+    memory = rows["PSS per subhost incl. shared services, 100 running"]
+    assert memory.ours.median == pytest.approx(4.2 * 2**20) and memory.passed
+    assert rows["of which its processes inside (PID 1 …)"].ours.median == 3 * 2**20
+    assert rows["shared service overlay-boot-net (PSS once)"].ours.median == 20 * 2**20
+    # 4.4 MiB at 50 running, 4.2 at 100: flat (it even falls)
+    assert rows["curve flat: PSS per subhost at 100 / at 50 running"].passed
+    assert rows["100 started at once → all active"].passed
+    assert rows["100 stopped at once → cleaned"].passed is False  # a leftover, and 3 s > 1 s
     assert rows["leftovers after every stop (ours)"].passed is False
     assert rows["generator, 500 configs"].passed is False  # not measured
     assert rows["overlay-diff --json, 100,000 upper entries"].passed is False  # not measured
     data["diff"] = {"ours": {"diff": [1.2] * 10}}
-    rows = {r.measure: r for r in analyse.rows(data, (50,), (500,), 20)}
+    data["memory"]["ours"]["counts"]["100"] = _memory_point(100, 2, 3, 20)
+    rows = {r.measure.strip(): r for r in analyse.rows(data, COUNTS)}
     assert rows["overlay-diff --json, 100,000 upper entries"].passed
-    series = analyse.concurrency_series(data, (1, 50))
-    assert list(series) == ["overlay-boot (ours)"] and list(series["overlay-boot (ours)"]) == [50]
+    assert rows["curve flat: PSS per subhost at 100 / at 50 running"].passed is False
+    assert rows["PSS per subhost incl. shared services, 100 running"].passed is False
+    series = analyse.concurrency_series(data, (1, 100))
+    assert list(series) == ["overlay-boot (ours)"] and list(series["overlay-boot (ours)"]) == [100]
+
+
+def test_results_md_is_rendered_from_the_json_alone() -> None:
+    from bench.__main__ import render
+
+    results = {
+        "source": {"commit": "0123abc", "dirty": True, "changed": [" M bench/harness.py"]},
+        "started": "2026-11-30 09:00:00 UTC", "seconds": 600.0,
+        "machine": {"node": "vm", "cpus": 2, "cpu_model": "x", "memory_gib": 23.5,
+                    "kernel": "6.1"},
+        "load_before": [0.5, 0.4, 0.3], "load_after": [1.5, 1.0, 0.5],
+        "options": {"reps": 10, "concurrency_reps": 10, "concurrency": [100],
+                    "generator_counts": [500], "memory_counts": [50, 100],
+                    "memory_running": 100},
+        "errors": [], "notes": ["a note"],
+        "data": {"startstop": {"ours": {"start": [0.05] * 10, "stop": [0.03] * 10}}},
+    }
+    md = render(results)
+    assert md.startswith("# Benchmark results — DIRTY TREE")
+    assert "`0123abc` plus uncommitted changes" in md and "bench/harness.py" in md
+    assert "before: 0.50 0.40 0.30; after: 1.50 1.00 0.50" in md
+    assert "| ≤ 60 ms | PASS |" in md and "FAIL" in md  # unmeasured rows fail
+    assert "a note" in md and "the machine was busy" in md  # load 1.5 on 2 CPUs
+    results["source"]["dirty"] = False
+    assert render(results).startswith("# Benchmark results\n")

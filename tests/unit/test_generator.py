@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from overlay_boot import generator
+from overlay_boot import generator, knownlist, verify
+from overlay_boot.cli import boot as boot_cli
 from overlay_boot.config import load_config
 from tests.conftest import NO_SKIP
 
@@ -47,10 +48,13 @@ def _copy_case(case: Path, root: Path) -> None:
 
 
 def _tree(top: Path) -> dict[str, str]:
-    """relative path -> file content, or '-> target' for a symlink."""
+    """relative path -> file content, or '-> target' for a symlink; without the list of
+    known configs (its change times differ at each run: see test_knownlist.py)."""
     result = {}
     for path in sorted(top.rglob("*")):
         rel = str(path.relative_to(top))
+        if rel == knownlist.NAME:
+            continue
         if path.is_symlink():
             result[rel] = f"-> {os.readlink(path)}"
         elif path.is_file():
@@ -174,7 +178,7 @@ def test_quoting_of_unusual_paths(tmp_path: Path) -> None:
     conf_dir.mkdir()
     conf = conf_dir / 'we"b.conf'
     conf.write_text("NAME=web\nBASE=/srv/a b\\c\n")
-    text = generator.render_dropin(load_config(conf, evaluate=False))
+    text = generator.render_dropin(load_config(conf))
     assert f"SourcePath={tmp_path}/etc 100%%/we\"b.conf\n" in text
     assert 'RequiresMountsFor="/srv/a b\\\\c"\n' in text
     assert f'Environment="OVERLAY_BOOT_CONFIG={tmp_path}/etc 100%%/we\\"b.conf"\n' in text
@@ -246,11 +250,14 @@ def test_verify_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     root = tmp_path / "root"
     _copy_case(CASES / "duplicate", root)
     _env(root, monkeypatch)
-    monkeypatch.setattr(generator, "_host_check", lambda: None)
-    assert generator.main(["--verify"]) == 78
+    assert verify.verify([], print, _stderr, host=False) == 78
     out, err = capfd.readouterr()
     assert out == f"OK web {root}/etc/overlay-boot/a.conf\n"
     assert "NAME web is already used by" in err
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def test_verify_one_by_path_and_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -258,28 +265,30 @@ def test_verify_one_by_path_and_by_name(tmp_path: Path, monkeypatch: pytest.Monk
     root = tmp_path / "root"
     _copy_case(CASES / "bad", root)
     _env(root, monkeypatch)
-    monkeypatch.setattr(generator, "_host_check", lambda: None)
     conf = root / "etc/overlay-boot"
-    assert generator.main(["--verify", str(conf / "good.conf"), "warn"]) == 0
+    assert verify.verify([str(conf / "good.conf"), "warn"], print, _stderr, host=False) == 0
     out, err = capfd.readouterr()
     assert out == f"OK good {conf}/good.conf\nOK warn {conf}/warn.conf\n"
     assert "warning:" in err and "FUTURE" in err
-    assert generator.main(["--verify", "good", "nobase", "nosuch"]) == 78
+    assert verify.verify(["good", "nobase", "nosuch"], print, _stderr, host=False) == 78
     out, err = capfd.readouterr()
     assert out == f"OK good {conf}/good.conf\n"
     assert f"{conf}/nobase.conf: BASE: BASE is required" in err
     assert "no configuration for subhost nosuch" in err
 
 
-def test_verify_uses_host_checks_when_available(tmp_path: Path,
-                                                capfd: pytest.CaptureFixture[str]) -> None:
-    # validate.check_host is real here: BASE does not exist on this host.
+@pytest.mark.parametrize("command", ["generator", "overlay-boot"])
+def test_verify_checks_the_host(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                command: str) -> None:
+    """validate.check_host is real here: BASE does not exist on this host. The generator's
+    own --verify flag and `overlay-boot --verify` are one check."""
     conf = tmp_path / "x.conf"
     conf.write_text(f"BASE={tmp_path}/missing\n")
-    status = generator.main(["--verify", str(conf)])
+    if command == "generator":
+        status = generator.main(["--verify", str(conf)])
+    else:
+        status = boot_cli.main(["--verify", str(conf)])
     out, err = capfd.readouterr()
-    if generator._host_check() is None:
-        pytest.fail("overlay_boot.validate.check_host is not importable")
     assert status == 78
     assert out == ""
     assert f"{tmp_path}/missing" in err
@@ -330,9 +339,10 @@ def test_generator_imports_only_the_pure_layer() -> None:
                 "overlay_boot.systemd", "overlay_boot.net"} & mods
     ours = {m for m in mods if m.startswith("overlay_boot.")}
     assert ours <= {"overlay_boot.generator", "overlay_boot.config", "overlay_boot.naming",
-                    "overlay_boot.discovery", "overlay_boot.errors", "overlay_boot.unitnames",
-                    "overlay_boot.unitfile",
-                    "overlay_boot.capabilities"}
+                    "overlay_boot.discovery", "overlay_boot.errors",
+                    "overlay_boot.unitfile", "overlay_boot.capabilities",
+                    "overlay_boot.knownlist"}
+    assert "json" not in mods  # ~3 ms of the generator's time
 
 
 # ---------------------------------------------------------------------------------------------

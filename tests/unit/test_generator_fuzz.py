@@ -23,7 +23,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from overlay_boot import generator
+from overlay_boot import generator, knownlist
 from overlay_boot.errors import printable
 
 VARS = ("NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
@@ -179,7 +179,10 @@ def test_generator_never_fails_and_skips_what_is_bad(layout) -> None:
         dropins = sorted(out.glob("overlay-boot@*.service.d/50-overlay-boot.conf"))
         units = [p.parent.name for p in dropins]
         assert len(units) == len(set(units))
-        assert {p.name for p in out.iterdir()} <= {"multi-user.target.wants", *units}
+        # ... and the list of the configs it parsed, for the starts (knownlist.py)
+        assert (out / knownlist.NAME).is_file()
+        assert {p.name for p in out.iterdir()} <= {"multi-user.target.wants", knownlist.NAME,
+                                                   *units}
         generated = set()
         for dropin in dropins:
             text = dropin.read_text()

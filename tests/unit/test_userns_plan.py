@@ -51,7 +51,7 @@ def test_config_reads_it_literally(tmp_path: Path) -> None:
     assert load_config(conf).userns is None
     conf.write_text("BASE=.\nUSERNS=!echo 300000\n")
     with pytest.raises(ConfigError) as err:
-        load_config(conf, evaluate=False)
+        load_config(conf)
     assert f"{conf}:2: USERNS: USERNS is never a command" in str(err.value)
 
 
