@@ -441,8 +441,8 @@ def _readlink(dir_fd: int | None, name: str) -> str | None:
 # -- where the layers are ---------------------------------------------------------------------
 
 def layers_of(config: Config) -> Layers:
-    """UPPER and LOWER of a config read without a runner (no ``!`` command runs); `SubhostError` when they are
-    `!` commands (never run here) or the subhost has no overlay (UPPER is LOWER)."""
+    """UPPER and LOWER of a config read without a runner; `SubhostError` when they are `!`
+    commands (never run here) or the subhost has no overlay (UPPER is LOWER)."""
     from .errors import SubhostError
 
     commands = sorted({"BASE", "UPPER", "LOWER"} & config.unresolved)
