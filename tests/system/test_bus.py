@@ -15,15 +15,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from .box import SystemdBox
+from .busnames import BUS, MANAGER, MANAGER_IFACE, NOBODY, SUBHOST_IFACE
 from .subhosts import Subhosts, install
 
 pytestmark = pytest.mark.system
 
-BUS = "org.overlayboot.OverlayBoot1"
-MANAGER = "/org/overlayboot/OverlayBoot1"
-MANAGER_IFACE = "org.overlayboot.OverlayBoot1.Manager"
-SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 # Run and OpenShell pass descriptors: called with dbus-next (python3-dbus-next in the box).
 CLIENT = r'''

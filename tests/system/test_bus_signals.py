@@ -17,16 +17,12 @@ from collections.abc import Iterator
 import pytest
 
 from .box import SystemdBox
+from .busnames import BUS, MANAGER, OBJECT_MANAGER, PROPERTIES, SUBHOST_IFACE
 from .subhosts import Subhosts, install
 from .test_bus import eventually
 
 pytestmark = pytest.mark.system
 
-BUS = "org.overlayboot.OverlayBoot1"
-MANAGER = "/org/overlayboot/OverlayBoot1"
-SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
-OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
-PROPERTIES = "org.freedesktop.DBus.Properties"
 BUS_UNIT = "overlay-boot-bus.service"
 CLIENT = "/usr/local/lib/overlay-boot-test/bus_signals.py"
 

@@ -12,13 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from .box import SystemdBox
+from .busnames import BUS, NOBODY, SUBHOST_IFACE
 from .subhosts import REPO, Subhosts, install
 
 pytestmark = pytest.mark.system
 
-BUS = "org.overlayboot.OverlayBoot1"
-SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 HOOK = "/etc/apt/apt.conf.d/50overlay-boot"
 

@@ -20,16 +20,11 @@ from pathlib import Path
 import pytest
 
 from .box import SystemdBox
+from .busnames import BUS, MANAGER, MANAGER_IFACE, NO_SUCH_SUBHOST, NOBODY, SUBHOST_IFACE
 from .subhosts import REPO, Subhosts, install
 
 pytestmark = pytest.mark.system
 
-BUS = "org.overlayboot.OverlayBoot1"
-MANAGER = "/org/overlayboot/OverlayBoot1"
-MANAGER_IFACE = "org.overlayboot.OverlayBoot1.Manager"
-SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
-NO_SUCH_SUBHOST = "org.overlayboot.OverlayBoot1.Error.NoSuchSubhost"
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 @pytest.fixture(scope="module")
 def box(systemd_box: SystemdBox) -> Iterator[SystemdBox]:

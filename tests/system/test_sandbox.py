@@ -17,13 +17,12 @@ from collections.abc import Iterator
 import pytest
 
 from .box import SystemdBox
+from .busnames import BUS, SUBHOST_IFACE
 from .subhosts import Subhosts, install
 from .test_netd import ask_service
 
 pytestmark = pytest.mark.system
 
-BUS = "org.overlayboot.OverlayBoot1"
-SUBHOST_IFACE = "org.overlayboot.OverlayBoot1.Subhost"
 
 # What a root inside tries; each result is "ok" or the errno's name. Harmless on an
 # unsandboxed unit too: read-only or invalid arguments, nodes removed again.
