@@ -181,9 +181,28 @@ def render(results: dict) -> str:
         f"* budgets: {'all met' if not failed else 'FAILED: ' + '; '.join(failed)}",
         "", report.markdown_table(rows), WHAT,
     ]
+    lines += from_tests_section(results.get("from_tests") or {})
     if extra:
         lines.append(f"Notes and errors:{extra}\n")
     return "\n".join(lines)
+
+
+def from_tests_section(figures: dict) -> list[str]:
+    """The timings tests used to assert (bench/from_tests.py: PID 1 and the `!` runner on the
+    host, no systemd): medians with their quartiles, in seconds; no budget of their own."""
+    if not figures:
+        return []
+    lines = ["## Timings the tests no longer assert", "",
+             "Measured on the host by `bench/from_tests.py` (its docstring says what each was "
+             "asserted as); seconds, median (25th–75th percentile) of n runs.", "",
+             "| measure | median | quartiles | n |", "|---|--:|--:|--:|"]
+    for name, s in figures.items():
+        if s is None:
+            lines.append(f"| {name} | not measured | | |")
+        else:
+            lines.append(f"| {name} | {s['median']:.3f} | {s['p25']:.3f}–{s['p75']:.3f} "
+                         f"| {s['n']} |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_before = loadavg()
     raw = runner.measure(opts)
+    from . import from_tests  # PID 1 and the runner on the host: imports the tests' helpers
+
+    lower_level = from_tests.measure(min(opts.reps, 5))
     results = {"source": source, "started": started, "machine": machine(),
                "load_before": load_before, "load_after": loadavg(),
                "options": asdict(opts), "seconds": raw.seconds, "errors": raw.errors,
-               "notes": raw.notes, "data": raw.data}
+               "notes": raw.notes, "data": raw.data, "from_tests": lower_level}
     rows = analyse.rows(raw.data, counts_of(results["options"]))
     problems = raw.errors + [f"budget failed: {r.measure.strip()}"
                              for r in rows if r.passed is False]
