@@ -3,8 +3,9 @@
 ``RegisterMachineWithNetwork`` attaches the machine to the unit of its leader (the subhost's
 PID 1, in our unit's cgroup), so `machinectl terminate` stops that unit, `machinectl poweroff`
 and `reboot` signal PID 1 (SIGRTMIN+4, SIGINT), and machined forgets the machine when the unit
-ends. The supervisor must stay small (no dbus-next, no pystemd) and must not wait for the bus:
-a forked grandchild runs busctl(1), logs the outcome and exits. Without machined or a system
+ends. The supervisor must stay small (no dbus-next, no pystemd): busctl(1) makes the call.
+Under systemd the supervisor waits for it before it hands the unit over to PID 1 and exits;
+otherwise a forked grandchild runs it, logs the outcome and exits. Without machined or a system
 bus, the registration fails with a debug message and nothing else happens.
 """
 
@@ -59,21 +60,33 @@ def register_argv(name: str, leader: int, root: str, indices: list[int]) -> list
     ]
 
 
-def register_in_background(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
-    """Register NAME from a grandchild; returns at once (the child is reaped right away).
-
-    machined takes hostname-like names only (letters, digits, inner '-', dots between): a
-    NAME outside that (web_1, sübhöst) is not registered, rather than under another name
-    that could be some other subhost's."""
+def _argv_for(name: str, leader: int, root: str, interfaces: Iterable[str]) -> list[str] | None:
+    """busctl's command line, or None for a NAME machined does not take: hostname-like names
+    only (letters, digits, inner '-', dots between); a NAME outside that (web_1, sübhöst) is
+    not registered, rather than under another name that could be some other subhost's."""
     from .naming import machine_name_ok
 
     if not machine_name_ok(name):
         log.debug(f"subhost {name} not registered with systemd-machined: machine names are "
                   "letters, digits, inner '-' and single dots")
-        return
-    argv = register_argv(name, leader, root, ifindices(interfaces))
-    if not proc.call_detached(_register, name, argv):
+        return None
+    return register_argv(name, leader, root, ifindices(interfaces))
+
+
+def register_in_background(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
+    """Register NAME from a grandchild; returns at once (the child is reaped right away)."""
+    argv = _argv_for(name, leader, root, interfaces)
+    if argv is not None and not proc.call_detached(_register, name, argv):
         log.debug("not registered with systemd-machined: fork failed")
+
+
+def register_now(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
+    """Register NAME and wait for machined's answer: for the hand-over, so that the
+    registration is done before systemd hears READY=1 — one that arrived while the unit was
+    already stopping would outlive it in machined."""
+    argv = _argv_for(name, leader, root, interfaces)
+    if argv is not None:
+        _call_busctl(name, argv)
 
 
 def _register(name: str, argv: list[str]) -> None:
@@ -82,18 +95,25 @@ def _register(name: str, argv: list[str]) -> None:
     try:
         log.configure(extra_fd=None)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        status = 0 if _call_busctl(name, argv) else 1
+    finally:
+        log.flush()
+        os._exit(status)
+
+
+def _call_busctl(name: str, argv: list[str]) -> bool:
+    """Run busctl (never a descriptor of ours passed on); log the outcome; a lost registration
+    must not matter, so nothing is raised."""
+    try:
         import subprocess
 
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, timeout=TIMEOUT + 5, check=False)
         if result.returncode == 0:
             log.debug(f"subhost {name} registered with systemd-machined")
-            status = 0
-        else:
-            why = result.stderr.decode("utf-8", "replace").strip() or f"status {result.returncode}"
-            log.debug(f"subhost {name} not registered with systemd-machined: {why}")
-    except BaseException as exc:  # noqa: BLE001 - a lost registration must not matter
+            return True
+        why = result.stderr.decode("utf-8", "replace").strip() or f"status {result.returncode}"
+        log.debug(f"subhost {name} not registered with systemd-machined: {why}")
+    except Exception as exc:  # noqa: BLE001 - a lost registration must not matter
         log.debug(f"subhost {name} not registered with systemd-machined: {exc}")
-    finally:
-        log.flush()
-        os._exit(status)
+    return False

@@ -339,7 +339,7 @@ class Supervisor:
         from . import machined
 
         if machined.wanted():
-            machined.register_in_background(
+            machined.register_now(
                 self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
         hand_over_to(self.pid1, f"Running subhost {self.config.name}")
         self.handed_over = True

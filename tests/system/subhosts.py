@@ -9,6 +9,7 @@ subhost left behind.
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 from overlay_boot.naming import unit_name
@@ -72,9 +73,16 @@ class Subhosts:
         netns, links, processes (the unit's cgroup, hostname NAME, and their descendants),
         runtime files and sockets, runtime drop-ins, machined registrations, cgroups, loop
         devices (tests/leaks.py, run inside the box)."""
-        out = self.box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
-                           name, f"{self.box.scratch}/{name}/").stdout
-        return out.splitlines()
+        # What is asynchronous after a stop gets a moment: the kernel's removal of a netns and
+        # its veth ends, and machined forgetting the machine (it does when systemd's signal
+        # that the unit stopped reaches it, after `systemctl stop` has returned).
+        deadline = time.monotonic() + 5
+        while True:
+            out = self.box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
+                               name, f"{self.box.scratch}/{name}/").stdout
+            if not out or time.monotonic() > deadline:
+                return out.splitlines()
+            time.sleep(0.1)
 
     def stop_all(self) -> None:
         """Stop every subhost made here; fail on anything one of them left."""
