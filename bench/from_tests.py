@@ -59,6 +59,17 @@ def _stop(s) -> float:
     return time.monotonic() - began
 
 
+def _stop_once_ready(s, settle: Callable[[], None] | None = None) -> float:
+    """The time from SIGTERM to PID 1's exit, once S is ready (and SETTLE has returned)."""
+    try:
+        s.until_ready()
+        if settle is not None:
+            settle()
+        return _stop(s)
+    finally:
+        s.close()
+
+
 def init_ready_with_pipe_holder(tmp: Path) -> float:
     chatty = _service(tmp, "chatty", start="(sleep 1; echo late; sleep 1000) &")
     began = time.monotonic()
@@ -74,42 +85,26 @@ def init_stop_grace_kill(tmp: Path) -> float:
     stubborn = _service(tmp, "stubborn", start=(
         f"setsid sh -c 'trap \"\" TERM; touch {tmp}/trapped; while :; do sleep 0.1; done' "
         "</dev/null >/dev/null 2>&1 &"))
-    s = _init(tmp, stubborn, grace=1.0)
-    try:
-        s.until_ready()
+
+    def trapped() -> None:
         while not (tmp / "trapped").exists():
             time.sleep(0.01)
-        return _stop(s)
-    finally:
-        s.close()
+
+    return _stop_once_ready(_init(tmp, stubborn, grace=1.0), trapped)
 
 
 def init_stop_no_stragglers(tmp: Path) -> float:
-    s = _init(tmp, _service(tmp, "a"), grace=60.0)
-    try:
-        s.until_ready()
-        return _stop(s)
-    finally:
-        s.close()
+    return _stop_once_ready(_init(tmp, _service(tmp, "a"), grace=60.0))
 
 
 def init_stop_timeout(tmp: Path) -> float:
-    s = _init(tmp, f"{_service(tmp, 'a')} {_service(tmp, 'hang', stop='sleep 100')}",
-              stop_timeout=1.0, grace=1.0)
-    try:
-        s.until_ready()
-        return _stop(s)
-    finally:
-        s.close()
+    return _stop_once_ready(_init(
+        tmp, f"{_service(tmp, 'a')} {_service(tmp, 'hang', stop='sleep 100')}",
+        stop_timeout=1.0, grace=1.0))
 
 
 def init_stop_nothing(tmp: Path) -> float:
-    s = _init(tmp, "", grace=60.0)
-    try:
-        s.until_ready()
-        return _stop(s)
-    finally:
-        s.close()
+    return _stop_once_ready(_init(tmp, "", grace=60.0))
 
 
 def config_command_timeout(tmp: Path) -> float:
