@@ -73,16 +73,7 @@ class Subhosts:
         netns, links, processes (the unit's cgroup, hostname NAME, and their descendants),
         runtime files and sockets, runtime drop-ins, machined registrations, cgroups, loop
         devices (tests/leaks.py, run inside the box)."""
-        # What is asynchronous after a stop gets a moment: the kernel's removal of a netns and
-        # its veth ends, and machined forgetting the machine (it does when systemd's signal
-        # that the unit stopped reaches it, after `systemctl stop` has returned).
-        deadline = time.monotonic() + 5
-        while True:
-            out = self.box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
-                               name, f"{self.box.scratch}/{name}/").stdout
-            if not out or time.monotonic() > deadline:
-                return out.splitlines()
-            time.sleep(0.1)
+        return remains_in_box(self.box, name, f"{self.box.scratch}/{name}/")
 
     def stop_all(self) -> None:
         """Stop every subhost made here; fail on anything one of them left."""
@@ -91,3 +82,17 @@ class Subhosts:
             self.box.run("systemctl", "reset-failed", self.unit(name), check=False)
         for name in self.names:
             assert self.leftovers(name) == []
+
+
+def remains_in_box(box: SystemdBox, name: str, *paths: str) -> list[str]:
+    """What exists in BOX named after NAME (or under PATHS) by tests/leaks.py `remains`, after
+    a stop. What is asynchronous after a stop gets a moment: the kernel's removal of a netns
+    and its veth ends, and machined forgetting the machine (it does when systemd's signal that
+    the unit stopped reaches it, after `systemctl stop` has returned)."""
+    deadline = time.monotonic() + 5
+    while True:
+        out = box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
+                      name, *paths).stdout
+        if not out or time.monotonic() > deadline:
+            return out.splitlines()
+        time.sleep(0.1)

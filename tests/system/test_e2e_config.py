@@ -21,7 +21,7 @@ import pytest
 
 from .box import SystemdBox
 from .busnames import BUS, MANAGER, MANAGER_IFACE, NO_SUCH_SUBHOST, NOBODY, SUBHOST_IFACE
-from .subhosts import REPO, Subhosts, install
+from .subhosts import Subhosts, install, remains_in_box
 
 pytestmark = pytest.mark.system
 
@@ -45,20 +45,13 @@ class LeakCheck:
         self.box = box
         self.loops = self.loop_devices()
 
-    def remains(self, name: str) -> list[str]:
-        return self.box.run("/usr/bin/python3", str(REPO / "tests" / "leaks.py"), "remains",
-                            name).stdout.splitlines()
-
     def loop_devices(self) -> set[str]:
         return set(self.box.run("losetup", "-a", "-n", "-O", "NAME,BACK-FILE",
                                 check=False).stdout.splitlines())
 
     def check(self, names: list[str]) -> None:
         for name in names:
-            # The kernel removes a netns and its veth ends asynchronously: a moment's grace.
-            deadline = time.monotonic() + 5
-            while (left := self.remains(name)) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            left = remains_in_box(self.box, name)
             assert left == [], f"{name} left: {left}"
         assert self.loop_devices() - self.loops == set()
 
