@@ -16,9 +16,12 @@ gives, per upper entry, one `Entry`:
 **Drift** (``shadowed``): the lower counterpart changed after the upper entry was made, so the
 subhost hides a newer host version. Judged by time: the lower entry's ctime is later than the
 upper entry's birth (statx btime; its ctime where the filesystem keeps no birth time); or the
-upper copy was never written since it was copied up (its mtime, which copy-up takes from the
-lower file, is older than its ctime) and the lower file's size, mtime or symlink target now
-differ from the copy's. Merged directories are never shadowed (the host's changes show through).
+upper entry is a copy-up (overlayfs marked it with ``trusted.overlay.origin``) that was never
+written since (its mtime, which copy-up takes from the lower file, is older than its ctime) and
+the lower file's size, mtime or symlink target now differ from the copy's. An entry the subhost
+made itself and renamed into place (``sed -i``, ``ln -sf``, an editor's save) has an mtime older
+than its ctime too, but no origin mark: its content is the subhost's, not an old host copy.
+Merged directories are never shadowed (the host's changes show through).
 
 Several lower layers: the topmost layer that has a path counts; a whiteout or a non-directory in
 a layer hides the layers below it, as does an opaque directory.
@@ -39,6 +42,7 @@ KINDS = ("added", "modified", "deleted", "opaque")
 TYPES = ("file", "dir", "symlink", "other")
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
+ORIGIN_XATTRS = ("trusted.overlay.origin", "user.overlay.origin")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -183,11 +187,13 @@ def _unwritten_copy(upper: os.stat_result) -> bool:
 
 
 def is_shadowed(upper: os.stat_result, born: int | None, lower: os.stat_result,
-                upper_link: str | None = None, lower_link: str | None = None) -> bool:
-    """Did the lower entry change after the upper one was made? (see the module docstring)"""
+                upper_link: str | None = None, lower_link: str | None = None, *,
+                copied_up: bool) -> bool:
+    """Did the lower entry change after the upper one was made? (see the module docstring)
+    COPIED_UP: the upper entry carries overlayfs's origin mark (a copy of a lower entry)."""
     if lower.st_ctime_ns > (born if born is not None else upper.st_ctime_ns):
         return True
-    if stat.S_ISDIR(upper.st_mode) or not _unwritten_copy(upper):
+    if stat.S_ISDIR(upper.st_mode) or not copied_up or not _unwritten_copy(upper):
         return False
     if stat.S_IFMT(upper.st_mode) != stat.S_IFMT(lower.st_mode):
         return True
@@ -384,10 +390,12 @@ def _visit(frame: _Frame, dir_entry: os.DirEntry, rel: str
     else:
         born = frame.born if lower_ctime <= frame.born else birth_ns(frame.fd, name)
         upper_link = lower_link = None
-        if fmt == stat.S_IFLNK and stat.S_ISLNK(lower_st.st_mode) and _unwritten_copy(st):
+        copied_up = _unwritten_copy(st) and \
+            _has_xattr(_xattrs_at(frame.fd, name), ORIGIN_XATTRS) is not None
+        if copied_up and fmt == stat.S_IFLNK and stat.S_ISLNK(lower_st.st_mode):
             upper_link = _readlink(frame.fd, name)
             lower_link = _readlink(None, lower[0])
-        shadowed = is_shadowed(st, born, lower_st, upper_link, lower_link)
+        shadowed = is_shadowed(st, born, lower_st, upper_link, lower_link, copied_up=copied_up)
     return Entry("/" + rel, "modified", kind_type, size, shadowed, lower[2]), None
 
 

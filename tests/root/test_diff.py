@@ -195,6 +195,30 @@ def test_host_changes_after_a_copy_up_show_as_shadowed(ov: Overlay) -> None:
     assert all(e["shadowed"] for e in ov.diff("--shadowed"))
 
 
+def test_files_renamed_into_place_by_the_subhost_are_not_shadowed(ov: Overlay) -> None:
+    """sed -i, ln -sf and editors write a new file and rename it over the old one: a moment
+    later, so its mtime is older than its ctime, as an unwritten copy-up's is. It is the
+    subhost's own content, not a copy of an older host file."""
+    ov.lower("etc/conf", "host\n")
+    ov.lower("etc/target", "t\n")
+    ov.lower("etc/link").symlink_to("target")
+    ov.lower("etc/copied", "copied\n")
+    ov.inside("echo mine > etc/.conf.new; ln -s elsewhere etc/.link.new; sleep 0.05; "
+              "mv etc/.conf.new etc/conf; mv -T etc/.link.new etc/link; chmod 600 etc/copied")
+    assert ov.table() == {
+        "/etc/conf": ("modified", "file", False, len("mine\n")),
+        "/etc/link": ("modified", "symlink", False, len("elsewhere")),
+        "/etc/copied": ("modified", "file", False, len("copied\n")),
+    }
+    later()
+    # the host changes its copy in place (same ctime rule catches it); and an untouched copy-up
+    # whose lower file differs now is still told apart from the renamed ones
+    with open(ov.lower("etc/copied"), "a") as f:
+        f.write("more\n")
+    assert {p: v[2] for p, v in ov.table().items()} == {
+        "/etc/conf": False, "/etc/link": False, "/etc/copied": True}
+
+
 def test_symlinks_planted_in_upper_are_not_followed(ov: Overlay, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     (outside / "sub").mkdir(parents=True)

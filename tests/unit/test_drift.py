@@ -33,32 +33,45 @@ LNK = stat.S_IFLNK | 0o777
 DIR = stat.S_IFDIR | 0o755
 
 
+def copy_shadowed(*args: object) -> bool:
+    """is_shadowed of an upper entry overlayfs marked as a copy-up."""
+    return drift.is_shadowed(*args, copied_up=True)  # type: ignore[arg-type]
+
+
 def test_lower_changed_after_the_upper_was_born() -> None:
     upper = st(REG, size=5, mtime=100, ctime=100)  # written by the subhost at 100
-    assert drift.is_shadowed(upper, 50 * S, st(REG, size=5, mtime=60, ctime=60))
-    assert not drift.is_shadowed(upper, 50 * S, st(REG, size=5, mtime=40, ctime=40))
+    assert copy_shadowed(upper, 50 * S, st(REG, size=5, mtime=60, ctime=60))
+    assert not copy_shadowed(upper, 50 * S, st(REG, size=5, mtime=40, ctime=40))
     # written again after the host's change: its birth still says it
-    assert drift.is_shadowed(upper, 50 * S, st(REG, size=5, mtime=60, ctime=70))
+    assert copy_shadowed(upper, 50 * S, st(REG, size=5, mtime=60, ctime=70))
     # without a birth time: its ctime
-    assert not drift.is_shadowed(upper, None, st(REG, size=5, mtime=60, ctime=70))
-    assert drift.is_shadowed(upper, None, st(REG, size=5, mtime=60, ctime=170))
+    assert not copy_shadowed(upper, None, st(REG, size=5, mtime=60, ctime=70))
+    assert copy_shadowed(upper, None, st(REG, size=5, mtime=60, ctime=170))
 
 
 def test_an_unwritten_copy_differs_from_its_lower_file() -> None:
     copy = st(REG, size=5, mtime=10, ctime=100)  # chmod copy-up at 100 of a file from 10
-    assert not drift.is_shadowed(copy, 100 * S, st(REG, size=5, mtime=10, ctime=20))
-    assert drift.is_shadowed(copy, 100 * S, st(REG, size=6, mtime=10, ctime=20))
-    assert drift.is_shadowed(copy, 100 * S, st(REG, size=5, mtime=11, ctime=20))
-    assert drift.is_shadowed(copy, 100 * S, st(LNK, size=5, mtime=10, ctime=20))
+    assert not copy_shadowed(copy, 100 * S, st(REG, size=5, mtime=10, ctime=20))
+    assert copy_shadowed(copy, 100 * S, st(REG, size=6, mtime=10, ctime=20))
+    assert copy_shadowed(copy, 100 * S, st(REG, size=5, mtime=11, ctime=20))
+    assert copy_shadowed(copy, 100 * S, st(LNK, size=5, mtime=10, ctime=20))
     link = st(LNK, size=1, mtime=10, ctime=100)
-    assert drift.is_shadowed(link, 100 * S, st(LNK, size=1, mtime=10, ctime=20), "a", "b")
-    assert not drift.is_shadowed(link, 100 * S, st(LNK, size=1, mtime=10, ctime=20), "a", "a")
+    assert copy_shadowed(link, 100 * S, st(LNK, size=1, mtime=10, ctime=20), "a", "b")
+    assert not copy_shadowed(link, 100 * S, st(LNK, size=1, mtime=10, ctime=20), "a", "a")
     # a written file's content is the subhost's: sizes are not compared
     written = st(REG, size=9, mtime=100, ctime=100)
-    assert not drift.is_shadowed(written, 100 * S, st(REG, size=5, mtime=10, ctime=20))
+    assert not copy_shadowed(written, 100 * S, st(REG, size=5, mtime=10, ctime=20))
+    # made in the subhost and renamed into place (sed -i, ln -sf): its mtime is older than its
+    # ctime as a copy-up's is, but overlayfs did not mark it as a copy: its content is its own
+    renamed = st(REG, size=9, mtime=99, ctime=100)
+    assert copy_shadowed(renamed, 100 * S, st(REG, size=5, mtime=10, ctime=20))
+    assert not drift.is_shadowed(renamed, 100 * S, st(REG, size=5, mtime=10, ctime=20),
+                                 copied_up=False)
+    assert not drift.is_shadowed(link, 100 * S, st(LNK, size=1, mtime=10, ctime=20), "a", "b",
+                                 copied_up=False)
     # directories: only by time
-    assert not drift.is_shadowed(st(DIR, mtime=10, ctime=100), 100 * S,
-                                 st(DIR, mtime=20, ctime=20))
+    assert not copy_shadowed(st(DIR, mtime=10, ctime=100), 100 * S,
+                             st(DIR, mtime=20, ctime=20))
 
 
 def test_types_and_whiteouts() -> None:
