@@ -9,8 +9,8 @@ Request, client → service (``encode_request`` / ``decode_request``)::
 
   NAME is the subhost's network namespace (``/run/netns/NAME``). CABLE and VLAN are objects
   with exactly the fields of ``config.Cable`` and ``config.Vlan``: names and JSON types are
-  read from the dataclasses (``Record``), so a field added there is carried without a change
-  here. The message carries one file descriptor (``SCM_RIGHTS``): the client's network
+  read from those records' fields (``Record``), so a field added there is carried without a
+  change here. The message carries one file descriptor (``SCM_RIGHTS``): the client's network
   namespace, where the host ends are made.
 
 Answer, service → client (``encode_answer`` / ``decode_answer``)::
@@ -22,11 +22,11 @@ The service is root's only; still, it checks everything it reads (``BadRequest``
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from types import NoneType
 
+from . import record
 from .config import Cable, Vlan
 
 # What a field's annotation may name: what JSON carries as is.
@@ -39,12 +39,14 @@ class BadRequest(Exception):
 
 
 class Record:
-    """The JSON object form of dataclass CLS: its fields, each with the types it may take."""
+    """The JSON object form of record class CLS (`record.Record`): its fields, each with the
+    types it may take."""
 
     def __init__(self, cls: type, what: str) -> None:
         self.cls = cls
         self.what = what
-        self.fields = {f.name: _types(f.type, cls, f.name) for f in dataclasses.fields(cls)}
+        self.fields = {name: _types(annotation, cls, name)
+                       for name, annotation in record.field_types(cls).items()}
 
     def encode(self, item: object) -> dict[str, object]:
         return {name: getattr(item, name) for name in self.fields}

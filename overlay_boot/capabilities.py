@@ -10,7 +10,7 @@ in overlay-boot.conf(5), "CAPABILITIES".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from overlay_boot.record import Record
 
 #: Capability names by number (linux/capability.h), lower case, without ``cap_``.
 NAMES: tuple[str, ...] = (
@@ -35,8 +35,7 @@ DEFAULT_KEPT: frozenset[str] = frozenset((
 ALL = "all"
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(Record):
     """What CAPABILITIES= adds to the default: capability names, or everything (``all``)."""
 
     names: frozenset[str] = frozenset()

@@ -31,13 +31,13 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from overlay_boot import capabilities as caps
 from overlay_boot import naming
 from overlay_boot.errors import ConfigError, Problem, SubhostError
+from overlay_boot.record import Record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (~3 ms)
 if TYPE_CHECKING:  # the generator imports this module: keep its imports light
@@ -79,8 +79,7 @@ _VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() takes "¹" too
 
 
-@dataclass(frozen=True)
-class Cable:
+class Cable(Record):
     """A veth pair: host end ``NAME<i>``, subhost end ``eth<i>``."""
 
     index: int
@@ -91,8 +90,7 @@ class Cable:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class Vlan:
+class Vlan(Record):
     """A VLAN carried on a previous cable: ``NAME<i>.<tag>`` / ``eth<i>.<tag>``."""
 
     cable_index: int
@@ -103,8 +101,7 @@ class Vlan:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class Share:
+class Share(Record):
     """A host path bound into the subhost."""
 
     source: Path  # absolute host path
@@ -112,8 +109,7 @@ class Share:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class IdRange:
+class IdRange(Record):
     """USERNS=BASE[:COUNT]: host uids and gids BASE..BASE+COUNT-1 are 0..COUNT-1 inside."""
 
     base: int
@@ -159,8 +155,7 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     return ids, None
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """A parsed configuration.
 
     With ``load_config(run=None)`` (the default) the variables in ``unresolved`` were ``!`` commands
@@ -187,7 +182,7 @@ class Config:
     capabilities: caps.Grant = caps.Grant()  # CAPABILITIES=: beyond the default
     userns: IdRange | None = None  # USERNS=: the subhost's own user namespace, None for "no"
     warnings: tuple[str, ...] = ()
-    lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    lines: Mapping[str, int] = MappingProxyType({})  # immutable: one shared default
     unresolved: frozenset[str] = frozenset()
 
     @property
@@ -224,11 +219,16 @@ class Config:
 # reading the file
 
 
-@dataclass(frozen=True)
 class _Assignment:
-    value: str  # a command keeps its text ("!cmd"); a literal value is read (`read_value`)
-    line: int
-    command: bool = False
+    """One ``VAR=value`` line (a plain class: made for every line of every config the
+    generator reads)."""
+
+    __slots__ = ("value", "line", "command")
+
+    def __init__(self, value: str, line: int, command: bool = False):
+        self.value = value  # a command keeps its text ("!cmd"); a literal value is read
+        self.line = line
+        self.command = command
 
 
 def unquote(text: str) -> str:
@@ -253,7 +253,9 @@ def absolute(path: str | Path) -> Path:
     resolves it after the symlink before it, as 1.6.4's paths were (os.path.abspath would
     remove it lexically and may name another file)."""
     text = os.fspath(path)
-    return Path(text if text.startswith("/") else os.path.join(os.getcwd(), text))
+    if text.startswith("/"):
+        return path if isinstance(path, Path) else Path(text)
+    return Path(os.path.join(os.getcwd(), text))
 
 
 def base_dir(path: Path, real_path: str | None = None) -> str:
@@ -294,8 +296,19 @@ def read_config_fd(fd: int, where: str) -> str:
             raise ConfigError(Problem(where, "not a regular file"))
         if st.st_size > MAX_SIZE:
             raise ConfigError(Problem(where, f"too large for a config ({st.st_size} bytes)"))
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_SIZE + 1)
+        # Reads of the size fstat gave (not one buffer of MAX_SIZE for each of hundreds of
+        # small configs), to the end (a short read of a regular file) or just past MAX_SIZE
+        # if the file grows meanwhile.
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_SIZE:
+            wanted = max(st.st_size + 1 - size, 4096)
+            chunk = os.read(fd, wanted)
+            chunks.append(chunk)
+            size += len(chunk)
+            if len(chunk) < wanted:
+                break
+        data = b"".join(chunks)
     except OSError as e:
         raise ConfigError(Problem(where, f"cannot read: {e.strerror or e}")) from None
     if len(data) > MAX_SIZE:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import naming
 from overlay_boot.config import MAX_SIZE, base_dir, read_value
 from overlay_boot.errors import ConfigError, Problem
+from overlay_boot.record import Record
 
 CONFIG_DIR = "/etc/overlay-boot"
 SUBHOSTS_CONF = "/etc/subhosts.conf"
@@ -23,8 +23,7 @@ CONFIG_DIR_ENV = "OVERLAY_BOOT_CONFIG_DIR"  # overrides, for tests: ':'-separate
 SUBHOSTS_CONF_ENV = "OVERLAY_BOOT_SUBHOSTS_CONF"
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(Record):
     """A configuration file to consider."""
 
     path: Path  # absolute, as listed (not symlink-resolved)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from overlay_boot.record import Record
 
 EX_FAILURE = 1
 EX_USAGE = 64
@@ -28,8 +28,7 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:keep]}…[{len(text) - 2 * keep} characters]…{text[-keep:]}"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """One thing wrong with a configuration file, located as precisely as known."""
 
     path: str

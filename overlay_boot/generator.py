@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import capabilities as caps
 from overlay_boot import discovery, knownlist, naming, unitfile
 from overlay_boot.config import Config, absolute, load_config
 from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
+from overlay_boot.record import Record
 
 PROG = "overlay-boot-generator"
 TEMPLATE = "overlay-boot@.service"
@@ -40,8 +40,7 @@ UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/syste
 ERR, WARNING = 3, 4
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(Record):
     """One file to create under the output directory: text, or a symlink."""
 
     relpath: str
@@ -49,8 +48,7 @@ class Output:
     link: str | None = None
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(Record):
     priority: int  # syslog: 3 error, 4 warning
     text: str
 
@@ -60,8 +58,7 @@ class Message:
         object.__setattr__(self, "text", printable(self.text))
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     outputs: tuple[Output, ...]
     messages: tuple[Message, ...]
     generated: tuple[Config, ...]
@@ -90,13 +87,16 @@ def template_path(unit_dir: str | None = None) -> str:
 
 def mount_paths(config: Config) -> list[Path]:
     """Paths whose mounts the subhost needs: BASE, UPPER, each LOWER, LIVE (those known)."""
-    paths: list[Path] = []
+    paths: dict[str, Path] = {}  # by their text: one Path per place, in order
     for p in (config.base, config.upper, *config.lower, config.live):
-        if p is not None and ".." in p.parts:  # systemd takes normalised paths only
-            p = Path(os.path.realpath(p))  # ".." after a symlink: where the kernel goes
-        if p is not None and p not in paths:
-            paths.append(p)
-    return paths
+        if p is None:
+            continue
+        text = str(p)
+        if "/../" in text + "/":  # systemd takes normalised paths only
+            p = Path(os.path.realpath(text))  # ".." after a symlink: where the kernel goes
+            text = str(p)
+        paths.setdefault(text, p)
+    return list(paths.values())
 
 
 def _unit_text(path: str) -> str:
@@ -257,28 +257,28 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
     messages += [Message(WARNING, str(p)) for p in problems]
     claimed: dict[str, Path] = {}  # NAME -> the file that has it (valid or not)
     for f in found:
-        if not os.path.exists(f.path):  # missing, or a link to a file system not mounted yet
-            try:
-                name = late_name(f.path)
-                if name in claimed:
-                    raise ValueError(f"NAME {name} is already used by {claimed[name]}")
-                outputs += render_late(f.path, wanted=f.wanted, template=template)
-            except ValueError as e:
-                messages.append(Message(ERR, f"{f.path}: {e}; skipped"))
-                continue
-            claimed[name] = f.path
-            messages.append(Message(WARNING, f"{f.path}: cannot be read yet; its unit reads "
-                                             "it when it starts"))
-            continue
         try:
             config = load(f.path)
-        except ConfigError as e:
-            messages += [Message(ERR, str(p)) for p in e.problems]
-            messages.append(Message(ERR, f"{f.path}: skipped"))
-            claimed.setdefault(discovery.declared_name(f.path), f.path)
-            continue
         except Exception as e:  # noqa: BLE001 - one config must never stop the generator
-            messages.append(Message(ERR, f"{f.path}: skipped: unexpected error: {e!r}"))
+            # Asked only now, when it could not be read: one stat less for each config.
+            if not os.path.exists(f.path):  # missing, or on a file system not mounted yet
+                try:
+                    name = late_name(f.path)
+                    if name in claimed:
+                        raise ValueError(f"NAME {name} is already used by {claimed[name]}")
+                    outputs += render_late(f.path, wanted=f.wanted, template=template)
+                except ValueError as late:
+                    messages.append(Message(ERR, f"{f.path}: {late}; skipped"))
+                    continue
+                claimed[name] = f.path
+                messages.append(Message(WARNING, f"{f.path}: cannot be read yet; its unit "
+                                                 "reads it when it starts"))
+            elif isinstance(e, ConfigError):
+                messages += [Message(ERR, str(p)) for p in e.problems]
+                messages.append(Message(ERR, f"{f.path}: skipped"))
+                claimed.setdefault(discovery.declared_name(f.path), f.path)
+            else:
+                messages.append(Message(ERR, f"{f.path}: skipped: unexpected error: {e!r}"))
             continue
         messages += [Message(WARNING, w) for w in config.warnings]
         parsed.append((config, f.path))

@@ -26,11 +26,11 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import discovery
 from overlay_boot.config import Config, IdRange
+from overlay_boot.record import Record
 
 GENERATOR_DIR = "/run/systemd/generator"
 NAME = "overlay-boot-known.list"
@@ -39,8 +39,7 @@ MAGIC = b"overlay-boot-known-1"
 MAX_SIZE = 64 << 20
 
 
-@dataclass(frozen=True)
-class Neighbour:
+class Neighbour(Record):
     """What a start needs of another subhost's config."""
 
     name: str

@@ -131,6 +131,8 @@ _UNIT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 def escape_instance(name: str) -> str:
     """NAME as a systemd instance name: other bytes (and a leading '.') become ``\\xNN``."""
+    if name.isascii() and _UNIT_KEEP.issuperset(name.encode()) and not name.startswith("."):
+        return name  # the usual NAME: nothing to escape
     out = []
     for i, byte in enumerate(name.encode("utf-8", "surrogateescape")):
         if byte in _UNIT_KEEP and not (i == 0 and byte == ord(".")):

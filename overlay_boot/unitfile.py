@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-import string
 
 # Characters systemd keeps as they are in an escaped unit name (VALID_CHARS, minus '-' and '\').
-_KEEP = frozenset(string.ascii_letters + string.digits + ":_.")
+_KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.")
 # Characters a setting value may hold without quotes (no whitespace, quotes, '\' or specifiers).
 _PLAIN = re.compile(r"[A-Za-z0-9/._+@:,=~^%-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from overlay_boot import record
 from overlay_boot.config import Cable, Config, Share
 from overlay_boot.linux import boot, libc
 
@@ -104,7 +105,7 @@ def make_config(s: Scratch, variant: str, **overrides) -> Config:
         ram_size="7M", **paths,
     )
     assert config.variant == variant
-    return replace(config, **overrides)
+    return record.replace(config, **overrides)
 
 
 @dataclass

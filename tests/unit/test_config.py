@@ -596,3 +596,16 @@ def test_the_parser_imports_nothing_that_runs_processes() -> None:
                           check=True).stdout.split()
     assert "overlay_boot.config" in mods
     assert not [m for m in mods if m.startswith("overlay_boot.linux") or m == "overlay_boot.proc"]
+
+
+def test_the_parser_imports_no_heavy_module() -> None:
+    """Every start and the generator import the parser: dataclasses (with inspect, ast, dis),
+    typing and json would cost them milliseconds each time (issue #13's budgets)."""
+    import subprocess
+    import sys
+
+    code = "import sys, overlay_boot.config; print(' '.join(sys.modules))"
+    mods = set(subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
+                              text=True, check=True).stdout.split())
+    assert "overlay_boot.config" in mods
+    assert not {"dataclasses", "inspect", "ast", "typing", "json", "string"} & mods
