@@ -113,7 +113,8 @@ install:
 	    units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
 	install -m 0644 units/overlay-boot-net.socket $(DESTDIR)$(UNITDIR)/
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|^#!.*python3.*|#!$(PYTHON) -I|' \
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@PYDIR@|$(PYDIR)|g' \
+	  -e 's|^#!.*python3.*|#!$(PYTHON) -IS|' \
 	  generator/overlay-boot-generator > $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	chmod 0755 $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8

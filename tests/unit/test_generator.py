@@ -309,7 +309,8 @@ def _run_shim(python: list[str], root: Path, out: Path) -> subprocess.CompletedP
 
 @pytest.mark.parametrize("interpreter", ["venv", "debian"])
 def test_shim_as_systemd_runs_it(interpreter: str, tmp_path: Path) -> None:
-    """The installed shape: the shim script, both interpreters (Debian's with -I)."""
+    """The installed shape: the shim script, both interpreters (Debian's with -IS, as its
+    first line says, the package's directory given as `make install` writes it)."""
     root = tmp_path / "root"
     _copy_case(CASES / "bad", root)
     out = tmp_path / "out"
@@ -317,10 +318,11 @@ def test_shim_as_systemd_runs_it(interpreter: str, tmp_path: Path) -> None:
     if interpreter == "venv":
         python = [sys.executable, str(SHIM)]
     else:
-        # -I ignores PYTHONPATH: put the source tree on the path as an installed package is.
-        code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); sys.argv[0] = {str(SHIM)!r}; "
-                f"exec(open({str(SHIM)!r}).read())")
-        python = ["/usr/bin/python3", "-I", "-c", code]
+        # -I ignores PYTHONPATH, -S adds no site directory: the shim's PYDIR must do it.
+        shim = tmp_path / "overlay-boot-generator"
+        shim.write_text(SHIM.read_text().replace("@PYDIR@", str(REPO)))
+        shim.chmod(0o755)
+        python = [str(shim)]  # run by its first line, as systemd runs it
     proc = _run_shim(python, root, out)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -96,7 +96,10 @@ def test_installed_layout(built: tuple[Path, Path]) -> None:
         assert path.stat().st_mode & 0o777 == 0o755
         assert path.read_text().startswith("#!/usr/bin/python3 -I\n")
     generator = tree / "usr/lib/systemd/system-generators/overlay-boot-generator"
-    assert generator.read_text().startswith("#!/usr/bin/python3 -I\n")
+    # -IS (one word: the kernel passes the rest of a #! line as one argument): -S, no site
+    # module at every boot; the shim puts the package's directory on the path
+    assert generator.read_text().startswith("#!/usr/bin/python3 -IS\n")
+    assert 'PYDIR = "/usr/lib/python3/dist-packages"' in generator.read_text()
     unit = (tree / "usr/lib/systemd/system/overlay-boot@.service").read_text()
     assert "ExecStart=/usr/sbin/overlay-boot " in unit
     assert not re.search(r"@[A-Z]+@", unit)  # all placeholders substituted
