@@ -626,6 +626,8 @@ class _Parser:
     def shares_of(self, shares: list[_Assignment], base: Path | None,
                   lower: tuple[Path, ...]) -> tuple[Share, ...]:
         result: list[Share] = []
+        if not shares:
+            return ()
         lower_real = {os.path.realpath(p) for p in lower}
         for a in shares:
             if not a.value:
@@ -685,7 +687,11 @@ def load_config(path: str | Path, *, run: Runner | None = None, command_timeout:
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 
-    p.evaluate_all(base_dir(abspath, real_path))
+    given = first.get("BASE")
+    # Only a relative BASE or BASE's command needs the config's directory (for the others
+    # the generator saves the symlink test of every config).
+    relative = given is not None and (given.command or not given.value.startswith("/"))
+    p.evaluate_all(base_dir(abspath, real_path) if relative else "/")
     base = p.base
     if base is None and "BASE" not in p.unresolved and "BASE" not in p.values \
             and not any(x.variable == "BASE" for x in p.problems):
