@@ -660,7 +660,7 @@ def _host_path(value: str, base: Path | None) -> Path | None:
     ``lnk/../x`` is where the kernel finds it, after following ``lnk``."""
     if value.startswith("/"):
         return Path(value)
-    return None if base is None else Path(os.path.join(base, value))
+    return None if base is None else base / value  # as Path(os.path.join(…)), a third the cost
 
 
 def _mac(text: str) -> str | None:
