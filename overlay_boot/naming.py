@@ -56,9 +56,9 @@ def name_problem(name: str) -> str | None:
         if c in "*?[":
             return (f"name {name!r} contains {c!r}: 1.6.4 expanded its unquoted $NAME as a "
                     "glob")
-    if len(unit_name(name)) > UNIT_NAME_MAX:
-        return (f"name {name!r} is too long for a systemd unit name once escaped "
-                f"({unit_name(name)!r})")
+    unit = unit_name(name)
+    if len(unit) > UNIT_NAME_MAX:
+        return f"name {name!r} is too long for a systemd unit name once escaped ({unit!r})"
     return None
 
 
