@@ -31,17 +31,16 @@ class Record:
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         cls = type(self)
-        names = cls._fields
-        values = dict(cls._defaults)
         if args:
+            names = cls._fields
             if len(args) > len(names) or not kwargs.keys().isdisjoint(names[:len(args)]):
                 raise TypeError(f"{cls.__name__}() takes {len(names)} fields, given "
                                 f"{len(args)} by position and {', '.join(kwargs)} by name")
-            values.update(zip(names, args, strict=False))  # the first fields; the rest by name
-        values.update(kwargs)
-        if len(values) != len(names) or not kwargs.keys() <= cls._field_set:
-            unknown = ", ".join(set(kwargs) - set(names))
-            missing = ", ".join(n for n in names if n not in values)
+            kwargs.update(zip(names, args, strict=False))  # the first fields; the rest by name
+        values = {**cls._defaults, **kwargs}
+        if values.keys() != cls._field_set:
+            unknown = ", ".join(n for n in values if n not in cls._field_set)
+            missing = ", ".join(n for n in cls._fields if n not in values)
             raise TypeError(f"{cls.__name__}(): unexpected fields {unknown or '-'}, "
                             f"missing fields {missing or '-'}")
         self.__dict__.update(values)
