@@ -37,7 +37,8 @@ class Record:
                 raise TypeError(f"{cls.__name__}() takes {len(names)} fields, given "
                                 f"{len(args)} by position and {', '.join(kwargs)} by name")
             kwargs.update(zip(names, args, strict=False))  # the first fields; the rest by name
-        values = {**cls._defaults, **kwargs}
+        # every field given (as the parser makes a Config): no defaults to merge
+        values = kwargs if len(kwargs) == len(cls._fields) else {**cls._defaults, **kwargs}
         if values.keys() != cls._field_set:
             unknown = ", ".join(n for n in values if n not in cls._field_set)
             missing = ", ".join(n for n in cls._fields if n not in values)
