@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 EX_FAILURE = 1
 EX_USAGE = 64
 EX_CONFIG = 78  # sysexits.h EX_CONFIG: the configuration is wrong
@@ -28,21 +26,49 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:keep]}…[{len(text) - 2 * keep} characters]…{text[-keep:]}"
 
 
-@dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a configuration file, located as precisely as known."""
+    """One thing wrong with a configuration file, located as precisely as known. Immutable.
 
+    A plain class rather than a frozen @dataclass: every command imports this module, and
+    dataclasses (with inspect, ast, dis…) was a fifth of overlay-go's whole run.
+    """
+
+    __slots__ = ("path", "message", "variable", "line")
     path: str
     message: str
-    variable: str | None = None
-    line: int | None = None
+    variable: str | None
+    line: int | None
 
-    def __post_init__(self) -> None:
+    def __init__(self, path: str, message: str, variable: str | None = None,
+                 line: int | None = None) -> None:
         # A value quoted in a message may be anything a file or a `!` command held (a 64 MiB
         # line, a line break in a file name, escape sequences): one report stays one readable
         # line in a terminal and in a log.
-        object.__setattr__(self, "path", printable(self.path))
-        object.__setattr__(self, "message", clip(printable(self.message), MESSAGE_LIMIT))
+        for attribute, value in (("path", printable(path)),
+                                 ("message", clip(printable(message), MESSAGE_LIMIT)),
+                                 ("variable", variable), ("line", line)):
+            object.__setattr__(self, attribute, value)
+
+    def __setattr__(self, attribute: str, value: object) -> None:
+        raise AttributeError(f"a Problem cannot be changed ({attribute})")
+
+    def __delattr__(self, attribute: str) -> None:
+        raise AttributeError(f"a Problem cannot be changed ({attribute})")
+
+    def _fields(self) -> tuple[str, str, str | None, int | None]:
+        return self.path, self.message, self.variable, self.line
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Problem:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return ("Problem(path={!r}, message={!r}, variable={!r}, line={!r})"
+                .format(*self._fields()))
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"

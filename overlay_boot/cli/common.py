@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
 
 from .. import log
 from ..errors import EX_FAILURE, EX_USAGE, ConfigError, Problem, SubhostError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # not imported at run time: overlay-go starts faster without pathlib
+    from collections.abc import Callable
+    from pathlib import Path
 
 
 def run_main(body: Callable[[], int], tag: str) -> int:

@@ -195,6 +195,27 @@ def test_command_stdio_and_exit_status(sub: Subhost) -> None:
     assert inside(sub, "pwd").strip() == "/root"
 
 
+# Loaded by `overlay-go NAME -- CMD` they were most of its time (issue #13: its budget).
+HEAVY_FOR_GO = ("dataclasses", "inspect", "pathlib", "typing", "subprocess", "argparse",
+                "ctypes", "ipaddress", "tty", "termios", "overlay_boot.state",
+                "overlay_boot.config", "overlay_boot.terminal")
+
+
+def test_command_run_loads_only_light_modules(sub: Subhost) -> None:
+    """`overlay-go NAME -- true` run as installed (`python3 -I`), its modules listed at exit."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+            "from overlay_boot.cli.go import main\n"
+            f"status = main([{sub.name!r}, '--', 'true'])\n"
+            "print(status, ' '.join(sorted(sys.modules)))\n")
+    result = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, cwd="/", timeout=60)
+    status, _, listed = result.stdout.partition(" ")
+    assert (result.returncode, status, result.stderr) == (0, "0", "")
+    modules = set(listed.split())
+    assert "overlay_boot.control" in modules
+    assert not modules & set(HEAVY_FOR_GO), sorted(modules & set(HEAVY_FOR_GO))
+
+
 def test_command_is_a_child_of_pid1_in_its_namespaces(sub: Subhost) -> None:
     proc = subprocess.Popen([*command("go"), sub.name, "--", "sleep", "60"], env=_env(),
                             cwd=str(REPO), stderr=subprocess.PIPE, text=True)
