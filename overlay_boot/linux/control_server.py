@@ -298,6 +298,7 @@ def _spawn(
             pass  # the command starts in "/"
         for path in paths:
             try:
+                os.stat(path)  # what is not there fails here as exec would, without a vfork
                 return os.posix_spawn(path, [arg0, *argv[1:]], env, file_actions=actions,
                                       setsid=True, setsigmask=(), setsigdef=DEFAULT_SIGNALS)
             except OSError as exc:  # as execvpe: the first error but "not there" is the one told
