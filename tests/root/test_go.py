@@ -217,12 +217,12 @@ HEAVY_FOR_GO = ("dataclasses", "inspect", "pathlib", "typing", "subprocess", "ar
 
 
 def test_command_run_loads_only_light_modules(sub: Subhost) -> None:
-    """`overlay-go NAME -- true` run as installed (`python3 -I`), its modules listed at exit."""
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+    """`overlay-go NAME -- true` run as installed (`python3 -IS`), its modules listed at exit."""
+    code = (f"import sys; sys.path.append({str(REPO)!r})\n"
             "from overlay_boot.cli.go import main\n"
             f"status = main([{sub.name!r}, '--', 'true'])\n"
             "print(status, ' '.join(sorted(sys.modules)))\n")
-    result = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+    result = subprocess.run(["/usr/bin/python3", "-IS", "-c", code], capture_output=True,
                             text=True, stdin=subprocess.DEVNULL, cwd="/", timeout=60)
     status, _, listed = result.stdout.partition(" ")
     assert (result.returncode, status, result.stderr) == (0, "0", "")
