@@ -2,7 +2,7 @@
 
 The protocol is in docs/ARCHITECTURE.md ("Entering a subhost"). One request per connection;
 the connection then carries ``{"signal": N}`` from us and finally ``{"exit": CODE}`` from PID 1.
-Standard library only, and cheap to import (``overlay-go NAME -- true`` has a 150 ms budget).
+Standard library only, and cheap to import (``overlay-go NAME -- true`` has a 40 ms budget).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import SubhostError
-from .common import UsageError, require_root, run_main
+from .common import UsageError, exit_now, require_root, run_main
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,8 +36,10 @@ STDIO = (0, 1, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    return run_main(lambda: _main(args), "overlay-go")
+    """overlay-go with ARGV; as the command (no ARGV) it never returns: see exit_now."""
+    if argv is not None:
+        return run_main(lambda: _main(argv), "overlay-go")
+    exit_now(run_main(lambda: _main(sys.argv[1:]), "overlay-go"))
 
 
 def _main(args: list[str]) -> int:

@@ -193,6 +193,42 @@ def test_command_stdio_and_exit_status(sub: Subhost) -> None:
     assert env["TERM"] == "vt220" and env["HOME"] == "/root" and env["USER"] == "root"
     assert "/usr/bin" in env["PATH"] and "SECRET" not in env
     assert inside(sub, "pwd").strip() == "/root"
+    # Started in the directory asked for; PID 1 itself stays in "/".
+    cwd, root = (os.stat(f"/proc/{sub.leader}/{link}") for link in ("cwd", "root"))
+    assert (cwd.st_dev, cwd.st_ino) == (root.st_dev, root.st_ino)
+    # Nothing of PID 1's signal state is inherited: no signal ignored or blocked (but the C
+    # library's own, between 31 and SIGRTMIN: posix_spawn leaves them ignored).
+    status = dict(line.split(":\t", 1) for line in inside(sub, "cat /proc/self/status")
+                  .splitlines() if line.startswith(("SigIgn", "SigBlk")))
+    ignored = {n for n in range(1, 65) if int(status["SigIgn"], 16) >> (n - 1) & 1}
+    assert ignored - set(range(32, signal.SIGRTMIN)) == set(), status
+    assert int(status["SigBlk"], 16) == 0, status
+    # A file that is not executable: 126, as a shell says.
+    plain = f"/tmp/plain-{sub.name}"
+    inside(sub, f"echo echo run > {plain}; chmod 644 {plain}")
+    result = run_command("go", sub.name, "--", plain)
+    assert result.returncode == 126 and "Permission denied" in result.stderr, result.stderr
+
+
+# Loaded by `overlay-go NAME -- CMD` they were most of its time (issue #13: its budget).
+HEAVY_FOR_GO = ("dataclasses", "inspect", "pathlib", "typing", "subprocess", "argparse",
+                "ctypes", "ipaddress", "tty", "termios", "overlay_boot.state",
+                "overlay_boot.config", "overlay_boot.terminal")
+
+
+def test_command_run_loads_only_light_modules(sub: Subhost) -> None:
+    """`overlay-go NAME -- true` run as installed (`python3 -IS`), its modules listed at exit."""
+    code = (f"import sys; sys.path.append({str(REPO)!r})\n"
+            "from overlay_boot.cli.go import main\n"
+            f"status = main([{sub.name!r}, '--', 'true'])\n"
+            "print(status, ' '.join(sorted(sys.modules)))\n")
+    result = subprocess.run(["/usr/bin/python3", "-IS", "-c", code], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, cwd="/", timeout=60)
+    status, _, listed = result.stdout.partition(" ")
+    assert (result.returncode, status, result.stderr) == (0, "0", "")
+    modules = set(listed.split())
+    assert "overlay_boot.control" in modules
+    assert not modules & set(HEAVY_FOR_GO), sorted(modules & set(HEAVY_FOR_GO))
 
 
 def test_command_is_a_child_of_pid1_in_its_namespaces(sub: Subhost) -> None:
