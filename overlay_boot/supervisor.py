@@ -173,6 +173,7 @@ class Supervisor:
             notify_socket=os.environ.get("NOTIFY_SOCKET", ""),
             run_dir=str(state.RUN_DIR),
             lock_fd=self.lock_fd,
+            netns_dir=str(netns.NETNS_DIR),
         )
         hooks_env = {"CONFIG": str(config.path)}
 

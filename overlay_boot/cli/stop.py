@@ -12,14 +12,19 @@ import os
 import signal
 import sys
 
-from .. import cleanup, log, state
+from .. import log, state
 from ..errors import SubhostError
 from .common import require_root, resolve_target, run_main
+
+# Annotations only: `typing` is not loaded for them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 STOP_TIMEOUT = 150.0  # the services' own stop scripts may take a while
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
         prog="overlay-stop", description="Stop an overlay-boot subhost."
     )
@@ -27,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=STOP_TIMEOUT, help="seconds to wait")
     parser.add_argument("target", metavar="NAME|CONF")
     args = parser.parse_args(argv)
-    return run_main(lambda: _main(args), "overlay-stop")
+    status = run_main(lambda: _main(args), "overlay-stop")
+    # Nothing is left to tidy up (run_main flushed the log): the interpreter's own teardown
+    # of the modules loaded is ~20 ms of every stop from the command line.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -90,6 +100,9 @@ def remove_leftovers(name: str, *, dropin: bool = False) -> bool:
     """Remove NAME's netns, host cable ends and runtime files (with DROPIN, the runtime
     drop-in too, unless a newer start wrote it) unless a supervisor still runs. The lock is
     held meanwhile, so no start can begin halfway through; False if it could not be taken."""
+    # Only this path needs cleanup (netns, ctypes…): ~12 ms of every `overlay-stop` else.
+    from .. import cleanup
+
     lock_fd = state.try_lock(name)
     if lock_fd is None:
         return False

@@ -47,8 +47,9 @@ class Pid1Exec:
     init there (``init`` are ``linux.init.InitSettings``'s arguments, descriptors included).
 
     ``handover`` (under systemd): PID 1 becomes the unit's main process once the supervisor
-    exits, so it gets no parent-death signal, a socket connected to ``notify_socket``, a
-    descriptor of ``run_dir`` and ``lock_fd``, the subhost's lock (``linux/runfiles.py``)."""
+    exits, so it gets no parent-death signal, a socket connected to ``notify_socket``,
+    descriptors of ``run_dir`` and ``netns_dir`` and ``lock_fd``, the subhost's lock
+    (``linux/runfiles.py``)."""
 
     init: dict = field(default_factory=dict)
     tag: str = "overlay-boot"
@@ -56,6 +57,7 @@ class Pid1Exec:
     notify_socket: str = ""
     run_dir: str = ""
     lock_fd: int | None = None
+    netns_dir: str = ""
     interpreter: str = sys.executable
 
 
@@ -257,7 +259,8 @@ def _terminated(signum: int, _frame: object) -> None:
 
 def _open_host_ends(spec: Pid1Exec) -> dict[str, int]:
     """What PID 1 reaches on the host for its whole life, opened while the host's tree (and,
-    with USERNS=, host root's permissions) are still ours: systemd's notify socket, RUN_DIR."""
+    with USERNS=, host root's permissions) are still ours: systemd's notify socket, RUN_DIR,
+    /run/netns."""
     fds: dict[str, int] = {}
     if spec.handover and spec.notify_socket:
         address = spec.notify_socket
@@ -274,6 +277,9 @@ def _open_host_ends(spec: Pid1Exec) -> dict[str, int]:
     if spec.handover and spec.run_dir:
         fds["run_dir_fd"] = os.open(spec.run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                                     | os.O_CLOEXEC)
+    if spec.handover and spec.netns_dir:
+        fds["netns_dir_fd"] = os.open(spec.netns_dir, os.O_RDONLY | os.O_DIRECTORY
+                                      | os.O_NOFOLLOW | os.O_CLOEXEC)
     return fds
 
 

@@ -48,7 +48,7 @@ class InitSettings:
     than a megabyte, see docs/ARCHITECTURE.md "Processes")."""
 
     __slots__ = ("name", "start", "script", "grace", "log_fd", "stop_timeout", "control_fd",
-                 "host_peers_unmapped", "notify_fd", "run_dir_fd", "lock_fd")
+                 "host_peers_unmapped", "notify_fd", "run_dir_fd", "lock_fd", "netns_dir_fd")
 
     def __init__(
         self,
@@ -63,10 +63,12 @@ class InitSettings:
         # overflow uid, as a uid of the subhost may): a client is host root by being outside.
         host_peers_unmapped: bool = False,
         # Under systemd, once the supervisor has handed the unit over to PID 1 (MAINPID=):
-        # a socket connected to systemd's notify socket, RUN_DIR and the subhost's lock.
+        # a socket connected to systemd's notify socket, RUN_DIR, the subhost's lock and
+        # /run/netns (its netns bind is removed at a clean end).
         notify_fd: int | None = None,
         run_dir_fd: int | None = None,
         lock_fd: int | None = None,
+        netns_dir_fd: int | None = None,
     ) -> None:
         self.name = name
         self.start = tuple(start)
@@ -79,6 +81,7 @@ class InitSettings:
         self.notify_fd = notify_fd
         self.run_dir_fd = run_dir_fd
         self.lock_fd = lock_fd
+        self.netns_dir_fd = netns_dir_fd
 
     def __repr__(self) -> str:
         return f"InitSettings(name={self.name!r}, start={self.start!r})"
@@ -155,7 +158,8 @@ class _Init:
 
     def setup(self) -> None:
         settings = self.settings
-        for fd in (self.status_fd, settings.log_fd, settings.run_dir_fd, settings.lock_fd):
+        for fd in (self.status_fd, settings.log_fd, settings.run_dir_fd, settings.lock_fd,
+                   settings.netns_dir_fd):
             if fd is not None and fd >= 0:
                 os.set_inheritable(fd, False)
         if settings.notify_fd is not None:
@@ -479,8 +483,13 @@ class _Init:
             self.relay_output(fd, final=True)
         log.info("stopped")
         log.flush()
-        if self.handed_over and self.settings.run_dir_fd is not None:
-            runfiles.remove(self.settings.run_dir_fd, self.settings.name, self.settings.lock_fd)
+        settings = self.settings
+        if self.handed_over and settings.run_dir_fd is not None:
+            # The netns bind first, while the lock still keeps a new start out; then nothing
+            # is left for ExecStopPost= but to find so (no process of its own to start).
+            if settings.netns_dir_fd is not None:
+                runfiles.remove_netns(settings.netns_dir_fd, settings.run_dir_fd, settings.name)
+            runfiles.remove(settings.run_dir_fd, settings.name, settings.lock_fd)
         os._exit(0)
 
 

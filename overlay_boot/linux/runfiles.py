@@ -1,11 +1,13 @@
 """PID 1's part in the runtime files once it is the unit's main process (after the hand-over
 under systemd, docs/ARCHITECTURE.md "Processes"): the runtime record's state and START words
-kept current, and the record, control socket and lock removed at a clean end.
+kept current, and at a clean end the netns bind ``/run/netns/NAME`` with its mark, the record,
+control socket and lock removed.
 
-Everything goes through a descriptor of RUN_DIR opened before ``pivot_root``: the host's
-``/run/overlay-boot`` is out of reach by path afterwards. With USERNS= PID 1 is root of a user
-namespace that does not own RUN_DIR, so all of this fails (quietly): the unit's
-``ExecStopPost=`` removes what is left. The record's format is ``state.py``'s.
+Everything goes through descriptors of RUN_DIR and of ``/run/netns`` opened before
+``pivot_root``: the host's ``/run`` is out of reach by path afterwards. With USERNS= PID 1 is
+root of a user namespace that owns neither, so all of this fails (quietly): the unit's
+``ExecStopPost=`` removes what is left. The record's format is ``state.py``'s, the mark's
+``netns.py``'s.
 """
 
 from __future__ import annotations
@@ -51,6 +53,33 @@ def update_record(dir_fd: int, name: str, state: str | None = None,
             os.close(fd)
         os.rename(tmp_name, record_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def remove_netns(netns_dir_fd: int, run_dir_fd: int, name: str) -> bool:
+    """Remove ``/run/netns/NAME`` if it is the netns overlay-boot made for NAME (its
+    device:inode is the mark's, ``netns.ours``), and the mark; False if it is left.
+
+    An unlink, not ``umount`` + unlink: PID 1 cannot unmount in the host's mount namespace,
+    but a file that is a mount point only in *other* mount namespaces may be unlinked, and
+    the kernel then detaches every mount on it, in all of them (as a lazy unmount would).
+    PID 1's own namespace, where it would be refused (EBUSY), no longer has the bind: the
+    host's tree was detached at ``pivot_root``."""
+    mark_name = f"{name}.netns"
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(mark_name, flags, dir_fd=run_dir_fd)
+        try:
+            marked = os.read(fd, 100).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        bound = os.stat(name, dir_fd=netns_dir_fd, follow_symlinks=False)
+        if f"{bound.st_dev}:{bound.st_ino}" != marked:
+            return False
+        os.unlink(name, dir_fd=netns_dir_fd)
+        os.unlink(mark_name, dir_fd=run_dir_fd)
+    except OSError:
         return False
     return True
 

@@ -392,3 +392,28 @@ def test_pid1_is_the_only_process_of_a_running_subhost(box: SystemdBox,
     assert subhosts.state(name) == "inactive"
     assert record_file.read_text().splitlines() == ["start only", "stop only"]
     assert subhosts.leftovers(name) == []
+
+
+def test_pid1_removes_the_netns_bind_and_runtime_files_itself(box: SystemdBox,
+                                                              subhosts: Subhosts) -> None:
+    """After a clean stop PID 1 has removed /run/netns/NAME (an unlink from its own mount
+    namespace detaches the host's bind), the mark and the runtime files before it exits:
+    with the unit's ExecStopPost= emptied by a drop-in, nothing is left all the same."""
+    name, _ = subhosts.make("START=none\nCABLES= =\n")
+    unit = subhosts.unit(name)
+    dropin = f"/run/systemd/system/{unit}.d/90-no-stop-post.conf"
+    box.write_file(dropin, "[Service]\nExecStopPost=\n")
+    try:
+        box.run("systemctl", "daemon-reload")
+        assert box.run("systemctl", "show", "-P", "ExecStopPost", unit).stdout.strip() == ""
+        box.run("systemctl", "start", unit, timeout=60)
+        assert box.run("test", "-e", f"/run/netns/{name}", check=False).returncode == 0
+        box.run("systemctl", "stop", unit, timeout=60)
+        left = box.run("sh", "-c", f"ls -d /run/netns/{name} /run/overlay-boot/{name}.* "
+                       "2>/dev/null", check=False).stdout.split()
+        assert left == []
+        assert name not in box.run("cat", "/proc/self/mountinfo").stdout
+    finally:
+        box.run("rm", "-rf", f"/run/systemd/system/{unit}.d")
+        box.run("systemctl", "daemon-reload")
+    assert subhosts.leftovers(name) == []
