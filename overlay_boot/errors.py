@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from overlay_boot.slotted import Slotted
 
 EX_FAILURE = 1
 EX_USAGE = 64
@@ -28,21 +28,20 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:keep]}…[{len(text) - 2 * keep} characters]…{text[-keep:]}"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Slotted):
     """One thing wrong with a configuration file, located as precisely as known."""
 
-    path: str
-    message: str
-    variable: str | None = None
-    line: int | None = None
+    __slots__ = ("path", "message", "variable", "line")
 
-    def __post_init__(self) -> None:
+    def __init__(self, path: str, message: str, variable: str | None = None,
+                 line: int | None = None) -> None:
         # A value quoted in a message may be anything a file or a `!` command held (a 64 MiB
         # line, a line break in a file name, escape sequences): one report stays one readable
         # line in a terminal and in a log.
-        object.__setattr__(self, "path", printable(self.path))
-        object.__setattr__(self, "message", clip(printable(self.message), MESSAGE_LIMIT))
+        self.path = printable(path)
+        self.message = clip(printable(message), MESSAGE_LIMIT)
+        self.variable = variable
+        self.line = line
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"

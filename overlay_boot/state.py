@@ -20,36 +20,52 @@ import os
 import signal
 import stat
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import SubhostError
+from .slotted import Slotted
 
 RUN_DIR = Path(os.environ.get("OVERLAY_BOOT_RUN_DIR", "/run/overlay-boot"))
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What the supervisor records about a running subhost."""
+class Runtime(Slotted):
+    """What the supervisor records about a running subhost (its JSON file: the fields)."""
 
-    name: str
-    config: str
-    supervisor_pid: int
-    leader_pid: int
-    root: str
-    started: float = field(default_factory=time.time)
-    interfaces: tuple[str, ...] = ()
-    state: str = "starting"  # starting, running, stopping
-    services: tuple[tuple[str, str], ...] = ()  # (START word, state) as PID 1 reports them
-    # Who the PIDs are: start times (clock ticks after boot, /proc/PID/stat field 22) in the
-    # boot BOOT_ID. A record without them (0, "") names no process that may be signalled.
-    supervisor_start: int = 0
-    leader_start: int = 0
-    boot_id: str = ""
-    # The runtime drop-in this start found (dropin_stamp): a later start's is not removed.
-    dropin: str = ""
-    # USERNS=: "BASE:COUNT", the host ids of the subhost's user namespace; "" without one.
-    userns: str = ""
+    __slots__ = ("name", "config", "supervisor_pid", "leader_pid", "root", "started",
+                 "interfaces", "state", "services", "supervisor_start", "leader_start",
+                 "boot_id", "dropin", "userns")
+
+    def __init__(
+        self, name: str, config: str, supervisor_pid: int, leader_pid: int, root: str,
+        started: float | None = None,  # time.time() when None
+        interfaces: tuple[str, ...] = (),
+        state: str = "starting",  # starting, running, stopping
+        services: tuple[tuple[str, str], ...] = (),  # (START word, state) as PID 1 reports
+        # Who the PIDs are: start times (clock ticks after boot, /proc/PID/stat field 22) in
+        # the boot BOOT_ID. A record without them (0, "") names no process that may be
+        # signalled.
+        supervisor_start: int = 0,
+        leader_start: int = 0,
+        boot_id: str = "",
+        # The runtime drop-in this start found (dropin_stamp): a later start's is not removed.
+        dropin: str = "",
+        # USERNS=: "BASE:COUNT", the host ids of the subhost's user namespace; "" without one.
+        userns: str = "",
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.supervisor_pid = supervisor_pid
+        self.leader_pid = leader_pid
+        self.root = root
+        self.started = time.time() if started is None else started
+        self.interfaces = interfaces
+        self.state = state
+        self.services = services
+        self.supervisor_start = supervisor_start
+        self.leader_start = leader_start
+        self.boot_id = boot_id
+        self.dropin = dropin
+        self.userns = userns
 
 
 class AlreadyRunning(SubhostError):
@@ -277,7 +293,7 @@ def write(record: Runtime) -> None:
     """Atomically (re)write the runtime record (0600, in root's RUN_DIR)."""
     path = runtime_path(record.name)
     tmp = path.with_suffix(".tmp")
-    data = asdict(record)
+    data = record.as_dict()
     data["interfaces"] = list(record.interfaces)
     data["services"] = [list(pair) for pair in record.services]
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,

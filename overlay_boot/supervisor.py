@@ -16,7 +16,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from . import cleanup, log, neighbours, netns, state, status_wire
@@ -331,8 +330,8 @@ class Supervisor:
         process to signal, machined gets PID 1 as leader, systemd gets ``MAINPID=`` (accepted
         from the main process with ``NotifyAccess=main``), then PID 1 talks to systemd."""
         assert self.pid1 is not None and self.record is not None
-        self.record = replace(self.record, state="running", supervisor_pid=self.record.leader_pid,
-                              supervisor_start=self.record.leader_start)
+        self.record = self.record.replace(state="running", supervisor_pid=self.record.leader_pid,
+                                          supervisor_start=self.record.leader_start)
         self._write_record()
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
         self.registered = True
@@ -357,9 +356,9 @@ class Supervisor:
         if "word" in changes:
             services = dict(record.services)
             services[changes["word"]] = changes["service"]
-            record = replace(record, services=tuple(services.items()))
+            record = record.replace(services=tuple(services.items()))
         if "state" in changes:
-            record = replace(record, state=changes["state"])
+            record = record.replace(state=changes["state"])
         if record != self.record:
             self.record = record
             self.record_dirty = True

@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import log
 from ..errors import ConfigError, Problem, SubhostError
+from ..slotted import Slotted
 from .common import UsageError, require_root, run_main
 
 # Where a subhost started without systemd logs when its config has no LOG=.
 DEFAULT_LOG_DIR = Path(os.environ.get("OVERLAY_BOOT_LOG_DIR", "/var/log/overlay-boot"))
 
 
-@dataclass(frozen=True)
-class Arguments:
-    foreground: bool = False
-    instance: str | None = None
-    verify: bool = False
-    no_systemd: bool = False
-    config: tuple[str, ...] = ()
+class Arguments(Slotted):
+    __slots__ = ("foreground", "instance", "verify", "no_systemd", "config")
+
+    def __init__(self, foreground: bool = False, instance: str | None = None,
+                 verify: bool = False, no_systemd: bool = False,
+                 config: tuple[str, ...] = ()) -> None:
+        self.foreground = foreground
+        self.instance = instance
+        self.verify = verify
+        self.no_systemd = no_systemd
+        self.config = config
 
 
 USAGE = """usage: overlay-boot [--foreground] [--no-systemd] CONF

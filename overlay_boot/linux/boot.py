@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from overlay_boot import log, status_wire
@@ -25,6 +24,7 @@ from overlay_boot.capabilities import Grant
 from overlay_boot.linux import confine, journal, libc, mounts, pivot, userns
 from overlay_boot.linux.pivot import StepError
 from overlay_boot.proc import exit_words, reset_signals
+from overlay_boot.slotted import Slotted
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -41,8 +41,7 @@ _HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGRTMIN + 4)
 __all__ = ["Pid1Exec", "StepError", "spawn_pid1", "spawn_subhost"]
 
 
-@dataclass(frozen=True)
-class Pid1Exec:
+class Pid1Exec(Slotted):
     """How PID 1 goes on after the tree is built: exec ``python3 -I -S linux/entry.py`` and run
     init there (``init`` are ``linux.init.InitSettings``'s arguments, descriptors included).
 
@@ -50,13 +49,18 @@ class Pid1Exec:
     exits, so it gets no parent-death signal, a socket connected to ``notify_socket``, a
     descriptor of ``run_dir`` and ``lock_fd``, the subhost's lock (``linux/runfiles.py``)."""
 
-    init: dict = field(default_factory=dict)
-    tag: str = "overlay-boot"
-    handover: bool = False
-    notify_socket: str = ""
-    run_dir: str = ""
-    lock_fd: int | None = None
-    interpreter: str = sys.executable
+    __slots__ = ("init", "tag", "handover", "notify_socket", "run_dir", "lock_fd", "interpreter")
+
+    def __init__(self, init: dict | None = None, tag: str = "overlay-boot",
+                 handover: bool = False, notify_socket: str = "", run_dir: str = "",
+                 lock_fd: int | None = None, interpreter: str = sys.executable) -> None:
+        self.init = {} if init is None else init
+        self.tag = tag
+        self.handover = handover
+        self.notify_socket = notify_socket
+        self.run_dir = run_dir
+        self.lock_fd = lock_fd
+        self.interpreter = interpreter
 
 
 def spawn_subhost(*args: Any, **kwargs: Any) -> int:

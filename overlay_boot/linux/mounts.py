@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from overlay_boot.linux import libc, resolve
 from overlay_boot.linux.share import attach, clone_tree
+from overlay_boot.slotted import Slotted
 
 TTY_GID = 5  # Debian's fixed "tty" group, as devpts' gid=5 option
 
@@ -119,10 +119,12 @@ def _set_attributes(tree: _Tree, target: PurePosixPath, attributes: int,
 
 # --- operations ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class MakeDir:
-    path: PurePosixPath
-    mode: int = 0o755
+class MakeDir(Slotted):
+    __slots__ = ("path", "mode")
+
+    def __init__(self, path: PurePosixPath, mode: int = 0o755) -> None:
+        self.path = path
+        self.mode = mode
 
     def describe(self) -> str:
         return f"mkdir {self.path} (mode {self.mode:o})"
@@ -147,15 +149,18 @@ class MakeDir:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Slotted):
     """A new filesystem instance; the target directory is created when missing."""
 
-    target: PurePosixPath
-    fstype: str
-    source: str
-    options: str = ""
-    flags: int = 0
+    __slots__ = ("target", "fstype", "source", "options", "flags")
+
+    def __init__(self, target: PurePosixPath, fstype: str, source: str, options: str = "",
+                 flags: int = 0) -> None:
+        self.target = target
+        self.fstype = fstype
+        self.source = source
+        self.options = options
+        self.flags = flags
 
     def describe(self) -> str:
         return (f"mount {self.fstype} {self.source} on {self.target}"
@@ -167,13 +172,16 @@ class Mount:
                       self.options or None)
 
 
-@dataclass(frozen=True)
-class Tmpfs:
-    target: PurePosixPath
-    mode: int = 0o755
-    size: str | None = None
-    flags: int = libc.MS_NOSUID | libc.MS_NODEV
-    extra: str = ""  # more mount options (nr_inodes=…)
+class Tmpfs(Slotted):
+    __slots__ = ("target", "mode", "size", "flags", "extra")
+
+    def __init__(self, target: PurePosixPath, mode: int = 0o755, size: str | None = None,
+                 flags: int = libc.MS_NOSUID | libc.MS_NODEV, extra: str = "") -> None:
+        self.target = target
+        self.mode = mode
+        self.size = size
+        self.flags = flags
+        self.extra = extra  # more mount options (nr_inodes=…)
 
     @property
     def options(self) -> str:
@@ -189,8 +197,7 @@ class Tmpfs:
             _mount_on(tree, self.target, "tmpfs", "tmpfs", self.flags, self.options)
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(Slotted):
     """Bind the host path ``source`` onto ``target``.
 
     ``create``: make a missing target like the source (a directory for a directory, an empty
@@ -199,14 +206,20 @@ class Bind:
     the source mount's others kept.
     """
 
-    source: Path
-    target: PurePosixPath
-    recursive: bool = False
-    attributes: int = 0
-    create: bool = False
-    optional: bool = False
-    note: str = ""
-    userns_fd: int = -1  # >= 0: idmapped with this user namespace (USERNS=)
+    __slots__ = ("source", "target", "recursive", "attributes", "create", "optional", "note",
+                 "userns_fd")
+
+    def __init__(self, source: Path, target: PurePosixPath, recursive: bool = False,
+                 attributes: int = 0, create: bool = False, optional: bool = False,
+                 note: str = "", userns_fd: int = -1) -> None:
+        self.source = source
+        self.target = target
+        self.recursive = recursive
+        self.attributes = attributes
+        self.create = create
+        self.optional = optional
+        self.note = note
+        self.userns_fd = userns_fd  # >= 0: idmapped with this user namespace (USERNS=)
 
     def describe(self) -> str:
         kind = "rbind" if self.recursive else "bind"
@@ -252,17 +265,20 @@ class Bind:
                 os.close(clone)
 
 
-@dataclass(frozen=True)
-class IdmappedOverlay:
+class IdmappedOverlay(Slotted):
     """LIVE as an overlay over idmapped layers, created as BASE (USERNS=, ``linux/userns``);
     ``nodev``. Execute as ``userns.MappedCreator(ids)``."""
 
-    target: PurePosixPath
-    name: str
-    lower: tuple[Path, ...]
-    upper: Path
-    work: Path
-    userns_fd: int
+    __slots__ = ("target", "name", "lower", "upper", "work", "userns_fd")
+
+    def __init__(self, target: PurePosixPath, name: str, lower: tuple[Path, ...], upper: Path,
+                 work: Path, userns_fd: int) -> None:
+        self.target = target
+        self.name = name
+        self.lower = lower
+        self.upper = upper
+        self.work = work
+        self.userns_fd = userns_fd
 
     def describe(self) -> str:
         layers = ":".join(str(p) for p in self.lower)
@@ -287,16 +303,19 @@ class IdmappedOverlay:
                 os.close(overlay)
 
 
-@dataclass(frozen=True)
-class MakeNode:
+class MakeNode(Slotted):
     """A character device node, owned by ``uid`` and ``gid``."""
 
-    path: PurePosixPath
-    major: int
-    minor: int
-    mode: int = 0o666
-    gid: int = 0
-    uid: int = 0
+    __slots__ = ("path", "major", "minor", "mode", "gid", "uid")
+
+    def __init__(self, path: PurePosixPath, major: int, minor: int, mode: int = 0o666,
+                 gid: int = 0, uid: int = 0) -> None:
+        self.path = path
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+        self.gid = gid
+        self.uid = uid
 
     def describe(self) -> str:
         group = f", gid {self.gid}" if self.gid else ""
@@ -316,12 +335,14 @@ class MakeNode:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(Slotted):
     """``path`` -> ``target`` (like ``ln -sTf``: an existing symlink is replaced)."""
 
-    path: PurePosixPath
-    target: str
+    __slots__ = ("path", "target")
+
+    def __init__(self, path: PurePosixPath, target: str) -> None:
+        self.path = path
+        self.target = target
 
     def describe(self) -> str:
         return f"symlink {self.path} -> {self.target}"
@@ -339,12 +360,15 @@ class Symlink:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class WriteFile:
-    path: PurePosixPath
-    content: str
-    mode: int = 0o644
-    only_if_missing: bool = False
+class WriteFile(Slotted):
+    __slots__ = ("path", "content", "mode", "only_if_missing")
+
+    def __init__(self, path: PurePosixPath, content: str, mode: int = 0o644,
+                 only_if_missing: bool = False) -> None:
+        self.path = path
+        self.content = content
+        self.mode = mode
+        self.only_if_missing = only_if_missing
 
     def describe(self) -> str:
         cond = ", unless it exists" if self.only_if_missing else ""
@@ -371,14 +395,16 @@ class WriteFile:
         return True
 
 
-@dataclass(frozen=True)
-class SelfBind:
+class SelfBind(Slotted):
     """Bind ``target`` (inside the tree) onto itself, to give that subtree its own mount
     attributes: ``set`` (e.g. read-only) and ``clear``. Nothing when it does not exist."""
 
-    target: PurePosixPath
-    set: int = 0
-    clear: int = 0
+    __slots__ = ("target", "set", "clear")
+
+    def __init__(self, target: PurePosixPath, set: int = 0, clear: int = 0) -> None:
+        self.target = target
+        self.set = set
+        self.clear = clear
 
     def describe(self) -> str:
         how = "read-only" if self.set & libc.MOUNT_ATTR_RDONLY else "writable"
@@ -406,13 +432,15 @@ class SelfBind:
                 os.close(fd)
 
 
-@dataclass(frozen=True)
-class Mask:
+class Mask(Slotted):
     """Hide ``target`` if it exists: an empty read-only tmpfs over a directory, the tree's
     own ``/dev/null`` (read-only, ``nodev``: every open fails) over anything else."""
 
-    target: PurePosixPath
-    note: str = ""
+    __slots__ = ("target", "note")
+
+    def __init__(self, target: PurePosixPath, note: str = "") -> None:
+        self.target = target
+        self.note = note
 
     def describe(self) -> str:
         whose = f" ({self.note})" if self.note else ""

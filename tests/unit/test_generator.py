@@ -341,7 +341,7 @@ def test_generator_imports_only_the_pure_layer() -> None:
     assert ours <= {"overlay_boot.generator", "overlay_boot.config", "overlay_boot.naming",
                     "overlay_boot.discovery", "overlay_boot.errors",
                     "overlay_boot.unitfile", "overlay_boot.capabilities",
-                    "overlay_boot.knownlist"}
+                    "overlay_boot.knownlist", "overlay_boot.slotted"}
     assert "json" not in mods  # ~3 ms of the generator's time
 
 
