@@ -4,9 +4,11 @@
 PID 1, in our unit's cgroup), so `machinectl terminate` stops that unit, `machinectl poweroff`
 and `reboot` signal PID 1 (SIGRTMIN+4, SIGINT), and machined forgets the machine when the unit
 ends. The supervisor must stay small (no dbus-next, no pystemd): busctl(1) makes the call.
-Under systemd the supervisor waits for it before it hands the unit over to PID 1 and exits;
-otherwise a forked grandchild runs it, logs the outcome and exits. Without machined or a system
-bus, the registration fails with a debug message and nothing else happens.
+Under systemd the supervisor starts the call as soon as PID 1 exists (`start`), so that
+machined works while PID 1 builds the tree and starts its interpreter, and waits for its answer
+before it hands the unit over to PID 1 and exits; otherwise a forked grandchild runs it, logs
+the outcome and exits. Without machined or a system bus, the registration fails with a debug
+message and nothing else happens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from collections.abc import Iterable
 
 from . import log, proc
 from .naming import SYS_CLASS_NET
+
+# subprocess is imported when a registration starts, not with this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 BUSCTL = "/usr/bin/busctl"
 BUS_SOCKET = "/run/dbus/system_bus_socket"
@@ -80,13 +87,17 @@ def register_in_background(name: str, leader: int, root: str, interfaces: Iterab
         log.debug("not registered with systemd-machined: fork failed")
 
 
-def register_now(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
-    """Register NAME and wait for machined's answer: for the hand-over, so that the
-    registration is done before systemd hears READY=1 — one that arrived while the unit was
-    already stopping would outlive it in machined."""
+def start(name: str, leader: int, root: str,
+          interfaces: Iterable[str]) -> Registration | None:
+    """Start registering NAME; its `Registration.finish` waits for machined's answer. For the
+    hand-over, which finishes it before systemd hears READY=1 (one that arrived while the
+    unit was already stopping would outlive it in machined), and before the supervisor exits
+    after a failed start. None when NAME is not registered (see `_argv_for`) or busctl could
+    not be started (logged)."""
     argv = _argv_for(name, leader, root, interfaces)
-    if argv is not None:
-        _call_busctl(name, argv)
+    if argv is None:
+        return None
+    return Registration.start(name, argv)
 
 
 def _register(name: str, argv: list[str]) -> None:
@@ -95,25 +106,49 @@ def _register(name: str, argv: list[str]) -> None:
     try:
         log.configure(extra_fd=None)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        status = 0 if _call_busctl(name, argv) else 1
+        registration = Registration.start(name, argv)
+        status = 0 if registration is not None and registration.finish() else 1
     finally:
         log.flush()
         os._exit(status)
 
 
-def _call_busctl(name: str, argv: list[str]) -> bool:
-    """Run busctl (never a descriptor of ours passed on); log the outcome; a lost registration
-    must not matter, so nothing is raised."""
-    try:
-        import subprocess
+class Registration:
+    """One busctl call of RegisterMachineWithNetwork, running (never a descriptor of ours
+    passed on). A lost registration must not matter: the outcome is logged, nothing raised."""
 
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, timeout=TIMEOUT + 5, check=False)
-        if result.returncode == 0:
-            log.debug(f"subhost {name} registered with systemd-machined")
+    def __init__(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self.process = process
+
+    @classmethod
+    def start(cls, name: str, argv: list[str]) -> Registration | None:
+        try:
+            import subprocess
+
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except Exception as exc:  # noqa: BLE001 - a lost registration must not matter
+            _not_registered(name, str(exc))
+            return None
+        return cls(name, process)
+
+    def finish(self) -> bool:
+        """Wait for busctl's end (killed after TIMEOUT + 5 seconds); True when registered."""
+        try:
+            _, err = self.process.communicate(timeout=TIMEOUT + 5)
+        except Exception as exc:  # noqa: BLE001 - the timeout, an interruption
+            self.process.kill()
+            self.process.communicate()
+            _not_registered(self.name, str(exc))
+            return False
+        if self.process.returncode == 0:
+            log.debug(f"subhost {self.name} registered with systemd-machined")
             return True
-        why = result.stderr.decode("utf-8", "replace").strip() or f"status {result.returncode}"
-        log.debug(f"subhost {name} not registered with systemd-machined: {why}")
-    except Exception as exc:  # noqa: BLE001 - a lost registration must not matter
-        log.debug(f"subhost {name} not registered with systemd-machined: {exc}")
-    return False
+        _not_registered(self.name, err.decode("utf-8", "replace").strip()
+                        or f"status {self.process.returncode}")
+        return False
+
+
+def _not_registered(name: str, why: str) -> None:
+    log.debug(f"subhost {name} not registered with systemd-machined: {why}")
