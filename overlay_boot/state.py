@@ -348,8 +348,11 @@ def running() -> list[Runtime]:
     if not RUN_DIR.is_dir():
         return []
     found = []
-    for path in sorted(RUN_DIR.glob("*.json")):
-        name = path.stem
+    # os.listdir, not Path.glob: that compiles a regular expression on every start.
+    for entry in sorted(os.listdir(RUN_DIR)):
+        name, dot, suffix = entry.rpartition(".")
+        if not (dot and name and suffix == "json"):
+            continue
         if is_locked(name):
             record = read(name)
             if record is not None:
