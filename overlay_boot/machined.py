@@ -4,14 +4,19 @@
 PID 1, in our unit's cgroup), so `machinectl terminate` stops that unit, `machinectl poweroff`
 and `reboot` signal PID 1 (SIGRTMIN+4, SIGINT), and machined forgets the machine when the unit
 ends. The supervisor must stay small (no dbus-next, no pystemd): busctl(1) makes the call.
-Under systemd the supervisor waits for it before it hands the unit over to PID 1 and exits;
-otherwise a forked grandchild runs it, logs the outcome and exits. Without machined or a system
-bus, the registration fails with a debug message and nothing else happens.
+Under systemd the supervisor starts the call as soon as PID 1 exists (`start`), so that
+machined works while PID 1 builds the tree and starts its interpreter, and waits for its answer
+before it hands the unit over to PID 1 and exits; otherwise a forked grandchild runs it, logs
+the outcome and exits. Without machined or a system bus, the registration fails with a debug
+message and nothing else happens.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
+import time
 from collections.abc import Iterable
 
 from . import log, proc
@@ -21,6 +26,7 @@ BUSCTL = "/usr/bin/busctl"
 BUS_SOCKET = "/run/dbus/system_bus_socket"
 SERVICE = "overlay-boot"  # what machinectl shows as the machine's service
 TIMEOUT = 10  # seconds for the call, the activation of machined included
+MAX_ERROR = 4096  # bytes of busctl's message kept
 
 
 def wanted() -> bool:
@@ -80,13 +86,17 @@ def register_in_background(name: str, leader: int, root: str, interfaces: Iterab
         log.debug("not registered with systemd-machined: fork failed")
 
 
-def register_now(name: str, leader: int, root: str, interfaces: Iterable[str]) -> None:
-    """Register NAME and wait for machined's answer: for the hand-over, so that the
-    registration is done before systemd hears READY=1 — one that arrived while the unit was
-    already stopping would outlive it in machined."""
+def start(name: str, leader: int, root: str,
+          interfaces: Iterable[str]) -> Registration | None:
+    """Start registering NAME; its `Registration.finish` waits for machined's answer. For the
+    hand-over, which finishes it before systemd hears READY=1 (one that arrived while the
+    unit was already stopping would outlive it in machined), and before the supervisor exits
+    after a failed start. None when NAME is not registered (see `_argv_for`) or busctl could
+    not be started (logged)."""
     argv = _argv_for(name, leader, root, interfaces)
-    if argv is not None:
-        _call_busctl(name, argv)
+    if argv is None:
+        return None
+    return Registration.start(name, argv)
 
 
 def _register(name: str, argv: list[str]) -> None:
@@ -95,25 +105,84 @@ def _register(name: str, argv: list[str]) -> None:
     try:
         log.configure(extra_fd=None)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        status = 0 if _call_busctl(name, argv) else 1
+        registration = Registration.start(name, argv)
+        status = 0 if registration is not None and registration.finish() else 1
     finally:
         log.flush()
         os._exit(status)
 
 
-def _call_busctl(name: str, argv: list[str]) -> bool:
-    """Run busctl (never a descriptor of ours passed on); log the outcome; a lost registration
-    must not matter, so nothing is raised."""
-    try:
-        import subprocess
+class Registration:
+    """One busctl call of RegisterMachineWithNetwork, running. Spawned with ``posix_spawn``
+    (no fork of the supervisor, no `subprocess` import: a few ms of CPU on every start);
+    stdin and stdout /dev/null, stderr a pipe for the reason of a failure, no descriptor of
+    ours passed on (ours are all close-on-exec). A lost registration must not matter: the
+    outcome is logged, nothing raised."""
 
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, timeout=TIMEOUT + 5, check=False)
-        if result.returncode == 0:
-            log.debug(f"subhost {name} registered with systemd-machined")
+    def __init__(self, name: str, pid: int, err_fd: int) -> None:
+        self.name = name
+        self.pid = pid  # our child until finish() reaps it: its PID is not reused before
+        self.err_fd = err_fd
+
+    @classmethod
+    def start(cls, name: str, argv: list[str]) -> Registration | None:
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                argv[0], argv, os.environ,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, write_fd, 2)],
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), setsigmask=())
+        except OSError as exc:
+            os.close(read_fd)
+            _not_registered(name, str(exc))
+            return None
+        finally:
+            os.close(write_fd)
+        return cls(name, pid, read_fd)
+
+    def finish(self) -> bool:
+        """Wait for busctl's end (killed after TIMEOUT + 5 seconds); True when registered."""
+        err = b""
+        late = False
+        deadline = time.monotonic() + TIMEOUT + 5
+        poller = select.poll()
+        poller.register(self.err_fd, select.POLLIN)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not poller.poll(max(1, int(left * 1000))):
+                    late = True
+                    os.kill(self.pid, signal.SIGKILL)
+                    break
+                chunk = os.read(self.err_fd, 4096)
+                if not chunk:
+                    break
+                err = (err + chunk)[-MAX_ERROR:]
+        finally:
+            os.close(self.err_fd)
+            status = _reap(self.pid)
+        if late:
+            _not_registered(self.name, f"busctl gave no answer in {TIMEOUT + 5} s")
+            return False
+        if status == 0:
+            log.debug(f"subhost {self.name} registered with systemd-machined")
             return True
-        why = result.stderr.decode("utf-8", "replace").strip() or f"status {result.returncode}"
-        log.debug(f"subhost {name} not registered with systemd-machined: {why}")
-    except Exception as exc:  # noqa: BLE001 - a lost registration must not matter
-        log.debug(f"subhost {name} not registered with systemd-machined: {exc}")
-    return False
+        _not_registered(self.name, err.decode("utf-8", "replace").strip()
+                        or proc.exit_words(status))
+        return False
+
+
+def _reap(pid: int) -> int:
+    """Wait for our child PID; its exit status as subprocess gives it (-N: killed by N)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 1
+        return os.waitstatus_to_exitcode(status)
+
+
+def _not_registered(name: str, why: str) -> None:
+    log.debug(f"subhost {name} not registered with systemd-machined: {why}")

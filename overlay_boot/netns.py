@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import proc, state
+from . import log, proc, state
 from .errors import SubhostError
 from .linux import libc
 
@@ -110,7 +110,7 @@ def create(name: str) -> Path:
     """
     target, marker = _reserve(name)
     try:
-        proc.call_in_fork(_new_netns, target, marker, what=f"creating network namespace {name}")
+        _new_netns(target, marker, what=f"creating network namespace {name}")
     except BaseException:
         remove(name)
         raise
@@ -281,13 +281,36 @@ def delete_links(ifnames: Iterable[str]) -> None:
                                        f"{exc.strerror}") from exc
 
 
-# -- inside the children ------------------------------------------------------------------
+# -- making one ---------------------------------------------------------------------------
 
-def _new_netns(target: Path, marker: Path) -> None:
-    libc.unshare(libc.CLONE_NEWNET)
-    set_up("lo")
-    _write_mark(marker, _identity(Path("/proc/self/ns/net")))  # before it is mounted
-    libc.mount("/proc/self/ns/net", target, flags=libc.MS_BIND)
+def _new_netns(target: Path, marker: Path, *, what: str) -> None:
+    """Make a network namespace and bind it at TARGET, as `ip netns add` does: from this
+    thread (a network namespace is a thread's), which then goes back to its own — no forked
+    child on every start. Back in its own namespace or the process ends: everything after
+    (the host cable ends, teardown) acts in it."""
+    here = Path("/proc/thread-self/ns/net")
+    own = os.open(here, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.unshare(libc.CLONE_NEWNET)
+        try:
+            set_up("lo")
+            _write_mark(marker, _identity(here))  # before it is mounted
+            libc.mount(here, target, flags=libc.MS_BIND)
+        finally:
+            _return_to(own)
+    except OSError as exc:
+        raise SubhostError(f"{what}: {exc}") from exc
+    finally:
+        os.close(own)
+
+
+def _return_to(own: int) -> None:
+    try:
+        libc.setns(own, libc.CLONE_NEWNET)
+    except OSError as exc:  # cannot happen to root; never go on in the wrong namespace
+        log.error(f"cannot return to the host's network namespace: {exc}")
+        log.flush()
+        os._exit(1)
 
 
 def set_up(ifname: str) -> None:

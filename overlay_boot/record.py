@@ -92,3 +92,8 @@ def replace(record: Record, **changes: object) -> Record:
     values = {name: record.__dict__[name] for name in record._fields}
     values.update(changes)
     return type(record)(**values)
+
+
+def as_dict(record: Record) -> dict[str, object]:
+    """The fields by name (``dataclasses.asdict``, but the values are not copied)."""
+    return {name: record.__dict__[name] for name in record._fields}

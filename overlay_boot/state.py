@@ -20,24 +20,23 @@ import os
 import signal
 import stat
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import SubhostError
+from .record import Record, as_dict
 
 RUN_DIR = Path(os.environ.get("OVERLAY_BOOT_RUN_DIR", "/run/overlay-boot"))
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What the supervisor records about a running subhost."""
+class Runtime(Record):
+    """What the supervisor records about a running subhost (its JSON file: the fields)."""
 
     name: str
     config: str
     supervisor_pid: int
     leader_pid: int
     root: str
-    started: float = field(default_factory=time.time)
+    started: float = 0.0  # time.time() when 0
     interfaces: tuple[str, ...] = ()
     state: str = "starting"  # starting, running, stopping
     services: tuple[tuple[str, str], ...] = ()  # (START word, state) as PID 1 reports them
@@ -50,6 +49,10 @@ class Runtime:
     dropin: str = ""
     # USERNS=: "BASE:COUNT", the host ids of the subhost's user namespace; "" without one.
     userns: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.started:
+            object.__setattr__(self, "started", time.time())
 
 
 class AlreadyRunning(SubhostError):
@@ -277,7 +280,7 @@ def write(record: Runtime) -> None:
     """Atomically (re)write the runtime record (0600, in root's RUN_DIR)."""
     path = runtime_path(record.name)
     tmp = path.with_suffix(".tmp")
-    data = asdict(record)
+    data = as_dict(record)
     data["interfaces"] = list(record.interfaces)
     data["services"] = [list(pair) for pair in record.services]
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -332,8 +335,11 @@ def running() -> list[Runtime]:
     if not RUN_DIR.is_dir():
         return []
     found = []
-    for path in sorted(RUN_DIR.glob("*.json")):
-        name = path.stem
+    # os.listdir, not Path.glob: that compiles a regular expression on every start.
+    for entry in sorted(os.listdir(RUN_DIR)):
+        name, dot, suffix = entry.rpartition(".")
+        if not (dot and name and suffix == "json"):
+            continue
         if is_locked(name):
             record = read(name)
             if record is not None:

@@ -16,14 +16,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
-from . import cleanup, log, neighbours, netns, state, status_wire
+from . import cleanup, log, machined, neighbours, netns, state, status_wire
 from .config import Config
 from .errors import SubhostError
 from .linux import boot
 from .proc import CommandFailed, failure_text, run_shell_status, wait_status_words
+from .record import replace
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGRTMIN + 4)
 
@@ -57,6 +57,7 @@ class Supervisor:
         self.unknown_logged = False
         self.too_long_logged = False
         self.registered = False  # with systemd-machined (once, not again after a reboot)
+        self.registration: machined.Registration | None = None  # under way, for the hand-over
         self.dropin = ""  # the runtime drop-in this run was started with (state.dropin_stamp)
         self.lock_fd: int | None = None
         # Under systemd: PID 1 becomes the unit's main process once it is ready, and the
@@ -126,6 +127,7 @@ class Supervisor:
             if self.handed_over:  # PID 1 holds the lock and the rest now; the unit is its
                 os.close(lock_fd)
                 return status  # noqa: B012 - nothing of ours is left to clean up
+            self._finish_registration()  # answered while the unit is still ours
             self._status("Cleaning up")
             try:
                 cleanup.teardown(config.name, config.interfaces)
@@ -211,6 +213,11 @@ class Supervisor:
             userns="" if config.userns is None else str(config.userns),
         )
         self._write_record()
+        if self.handover and machined.wanted():
+            # machined works while PID 1 builds the tree; answered before the hand-over.
+            self.registered = True
+            self.registration = machined.start(config.name, self.pid1, str(config.live),
+                                               config.interfaces)
         if self.stop_requested:
             state.send_signal(self.pid1_fd, signal.SIGTERM)
         error = self._follow_status(read_fd)
@@ -321,8 +328,6 @@ class Supervisor:
         self._ready()
         if not self.registered and self.pid1 is not None:
             self.registered = True  # once: PID 1 stays the leader across reboots
-            from . import machined
-
             if machined.wanted():
                 machined.register_in_background(
                     self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
@@ -336,16 +341,17 @@ class Supervisor:
                               supervisor_start=self.record.leader_start)
         self._write_record()
         log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
-        self.registered = True
-        from . import machined
-
-        if machined.wanted():
-            machined.register_now(
-                self.config.name, self.pid1, str(self.config.live), self.config.interfaces)
+        self._finish_registration()
         hand_over_to(self.pid1, f"Running subhost {self.config.name}")
         self.handed_over = True
         if self.ready_callback:
             self.ready_callback(None)
+
+    def _finish_registration(self) -> None:
+        """Wait for machined's answer to the registration started with PID 1, if any."""
+        registration, self.registration = self.registration, None
+        if registration is not None:
+            registration.finish()
 
     def _set_record(self, **changes: str) -> None:
         """Update the runtime record: the subhost's state (from READY and PID 1's STATUS

@@ -14,7 +14,6 @@ import errno
 import os
 import stat
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from overlay_boot.config import Config, load_config, read_config_fd
@@ -28,7 +27,6 @@ SHARE_WHY = "whoever can change it can bind any host directory into the subhost"
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass
 class Walked:
     """Where a walk ended: the last component NAME in directory PARENT (an O_PATH fd).
 
@@ -38,12 +36,16 @@ class Walked:
     untrustworthy, ``real`` its resolved path.
     """
 
-    parent: int
-    name: str
-    real: str
-    fd: int = -1
-    missing: str | None = None
-    problems: list[str] = field(default_factory=list)
+    __slots__ = ("parent", "name", "real", "fd", "missing", "problems")
+
+    def __init__(self, parent: int, name: str, real: str, fd: int = -1,
+                 missing: str | None = None, problems: list[str] | None = None) -> None:
+        self.parent = parent
+        self.name = name
+        self.real = real
+        self.fd = fd
+        self.missing = missing
+        self.problems = [] if problems is None else problems
 
     def close(self) -> None:
         for fd in (self.fd, self.parent):

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import log
 from ..errors import ConfigError, Problem, SubhostError
+from ..record import Record
 from .common import UsageError, require_root, run_main
 
 # Where a subhost started without systemd logs when its config has no LOG=.
 DEFAULT_LOG_DIR = Path(os.environ.get("OVERLAY_BOOT_LOG_DIR", "/var/log/overlay-boot"))
 
 
-@dataclass(frozen=True)
-class Arguments:
+class Arguments(Record):
     foreground: bool = False
     instance: str | None = None
     verify: bool = False

@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from overlay_boot import log, status_wire
@@ -25,6 +24,7 @@ from overlay_boot.capabilities import Grant
 from overlay_boot.linux import confine, journal, libc, mounts, pivot, userns
 from overlay_boot.linux.pivot import StepError
 from overlay_boot.proc import exit_words, reset_signals
+from overlay_boot.record import Record
 
 # typing and subprocess are not imported at run time: this module is loaded by every
 # supervisor, and PID 1 shares its memory (see docs/ARCHITECTURE.md).
@@ -41,8 +41,7 @@ _HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGRTMIN + 4)
 __all__ = ["Pid1Exec", "StepError", "spawn_pid1", "spawn_subhost"]
 
 
-@dataclass(frozen=True)
-class Pid1Exec:
+class Pid1Exec(Record):
     """How PID 1 goes on after the tree is built: exec ``python3 -I -S linux/entry.py`` and run
     init there (``init`` are ``linux.init.InitSettings``'s arguments, descriptors included).
 
@@ -51,7 +50,7 @@ class Pid1Exec:
     descriptors of ``run_dir`` and ``netns_dir`` and ``lock_fd``, the subhost's lock
     (``linux/runfiles.py``)."""
 
-    init: dict = field(default_factory=dict)
+    init: dict | None = None  # {} when None
     tag: str = "overlay-boot"
     handover: bool = False
     notify_socket: str = ""
@@ -59,6 +58,10 @@ class Pid1Exec:
     lock_fd: int | None = None
     netns_dir: str = ""
     interpreter: str = sys.executable
+
+    def __post_init__(self) -> None:
+        if self.init is None:
+            object.__setattr__(self, "init", {})
 
 
 def spawn_subhost(*args: Any, **kwargs: Any) -> int:

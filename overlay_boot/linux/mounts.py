@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from overlay_boot.linux import libc, resolve
 from overlay_boot.linux.share import attach, clone_tree
+from overlay_boot.record import Record
 
 TTY_GID = 5  # Debian's fixed "tty" group, as devpts' gid=5 option
 
@@ -119,8 +119,7 @@ def _set_attributes(tree: _Tree, target: PurePosixPath, attributes: int,
 
 # --- operations ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class MakeDir:
+class MakeDir(Record):
     path: PurePosixPath
     mode: int = 0o755
 
@@ -147,8 +146,7 @@ class MakeDir:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """A new filesystem instance; the target directory is created when missing."""
 
     target: PurePosixPath
@@ -167,8 +165,7 @@ class Mount:
                       self.options or None)
 
 
-@dataclass(frozen=True)
-class Tmpfs:
+class Tmpfs(Record):
     target: PurePosixPath
     mode: int = 0o755
     size: str | None = None
@@ -189,8 +186,7 @@ class Tmpfs:
             _mount_on(tree, self.target, "tmpfs", "tmpfs", self.flags, self.options)
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(Record):
     """Bind the host path ``source`` onto ``target``.
 
     ``create``: make a missing target like the source (a directory for a directory, an empty
@@ -252,8 +248,7 @@ class Bind:
                 os.close(clone)
 
 
-@dataclass(frozen=True)
-class IdmappedOverlay:
+class IdmappedOverlay(Record):
     """LIVE as an overlay over idmapped layers, created as BASE (USERNS=, ``linux/userns``);
     ``nodev``. Execute as ``userns.MappedCreator(ids)``."""
 
@@ -287,8 +282,7 @@ class IdmappedOverlay:
                 os.close(overlay)
 
 
-@dataclass(frozen=True)
-class MakeNode:
+class MakeNode(Record):
     """A character device node, owned by ``uid`` and ``gid``."""
 
     path: PurePosixPath
@@ -316,8 +310,7 @@ class MakeNode:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(Record):
     """``path`` -> ``target`` (like ``ln -sTf``: an existing symlink is replaced)."""
 
     path: PurePosixPath
@@ -339,8 +332,7 @@ class Symlink:
                 os.close(parent)
 
 
-@dataclass(frozen=True)
-class WriteFile:
+class WriteFile(Record):
     path: PurePosixPath
     content: str
     mode: int = 0o644
@@ -371,8 +363,7 @@ class WriteFile:
         return True
 
 
-@dataclass(frozen=True)
-class SelfBind:
+class SelfBind(Record):
     """Bind ``target`` (inside the tree) onto itself, to give that subtree its own mount
     attributes: ``set`` (e.g. read-only) and ``clear``. Nothing when it does not exist."""
 
@@ -406,8 +397,7 @@ class SelfBind:
                 os.close(fd)
 
 
-@dataclass(frozen=True)
-class Mask:
+class Mask(Record):
     """Hide ``target`` if it exists: an empty read-only tmpfs over a directory, the tree's
     own ``/dev/null`` (read-only, ``nodev``: every open fails) over anything else."""
 

@@ -211,6 +211,27 @@ def test_kill_9_of_the_supervisor(box: SystemdBox, subhosts: Subhosts) -> None:
     assert subhosts.state(name) == "active"
 
 
+def test_machined_registration_with_the_start(box: SystemdBox, subhosts: Subhosts) -> None:
+    """machined is asked to register the subhost as soon as its PID 1 exists, while PID 1
+    builds the tree: a start that fails after that leaves no machine behind, and a good start
+    has PID 1 registered as the leader by the time `systemctl start` returns."""
+    name, _ = subhosts.make("START=none\nCABLES= =\nPREMOUNT=false\n")
+    box.run("systemctl", "daemon-reload")
+    unit = subhosts.unit(name)
+    assert box.run("systemctl", "start", unit, check=False).returncode != 0
+    assert "PREMOUNT" in box.journal(unit, "PREMOUNT")
+    box.run("systemctl", "reset-failed", unit)
+    assert subhosts.leftovers(name) == []
+    (box.scratch / name / f"{name}.conf").write_text("BASE=.\nSTART=none\nCABLES= =\n")
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", unit)
+    record = json.loads(box.run("cat", f"/run/overlay-boot/{name}.json").stdout)
+    status = box.run("machinectl", "status", name, check=False).stdout
+    assert f"Leader: {record['leader_pid']}" in status, status
+    box.run("systemctl", "stop", unit)
+    assert subhosts.leftovers(name) == []
+
+
 def test_bad_config_is_reported_and_refused(box: SystemdBox, subhosts: Subhosts) -> None:
     name, _ = subhosts.make("START=none\nCABLES=nope\n")
     box.run("systemctl", "daemon-reload")
