@@ -13,16 +13,15 @@ the generator made of them (`knownlist`) while it is fresh, and parses them itse
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from overlay_boot import discovery, knownlist, state
 from overlay_boot.config import Config, load_config
 from overlay_boot.errors import ConfigError
+from overlay_boot.record import Record
 
 
-@dataclass(frozen=True)
-class Others:
+class Others(Record):
     """The other subhosts this host knows: configs (parsed, never evaluated: a `!` value stays
     unknown) and the records of the running ones."""
 
