@@ -59,6 +59,11 @@ def marker_path(name: str) -> Path:
     return state.RUN_DIR / f"{name}.netns"
 
 
+def _marker_tmp(marker: Path) -> Path:
+    """Where the mark is written before it is renamed into place (left by a `kill -9` then)."""
+    return marker.with_suffix(".netns-tmp")
+
+
 def _identity(target: Path) -> str:
     info = os.stat(target)
     return f"{info.st_dev}:{info.st_ino}"
@@ -213,13 +218,13 @@ def _reserve(name: str) -> tuple[Path, Path]:
     except FileExistsError:
         raise SubhostError(f"network namespace {name} exists already ({target})") from None
     except OSError as exc:
-        _unlink(marker)
+        forget(name)
         raise SubhostError(f"cannot create network namespace {name}: {exc}") from exc
     return target, marker
 
 
 def _write_mark(marker: Path, text: str) -> None:
-    tmp = marker.with_suffix(".netns-tmp")
+    tmp = _marker_tmp(marker)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     with os.fdopen(fd, "w") as f:
@@ -237,12 +242,15 @@ def remove(name: str) -> None:
         if exc.errno not in (errno.EINVAL, errno.ENOENT):
             raise SubhostError(f"cannot remove network namespace {name}: {exc}") from exc
     _unlink(target)
-    _unlink(marker_path(name))
+    forget(name)
 
 
 def forget(name: str) -> None:
-    """Drop our mark of NAME's netns (it is gone, or it is not the one we made)."""
-    _unlink(marker_path(name))
+    """Drop our mark of NAME's netns (it is gone, or it is not the one we made), and a mark
+    a killed start was writing."""
+    marker = marker_path(name)
+    _unlink(marker)
+    _unlink(_marker_tmp(marker))
 
 
 def host_links(names: Iterable[str]) -> list[str]:

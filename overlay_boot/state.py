@@ -276,10 +276,15 @@ def signal_supervisor(record: Runtime, signum: int) -> bool:
         os.close(pidfd)
 
 
+def _record_tmp(path: Path) -> Path:
+    """Where a record is written before it is renamed into place."""
+    return path.with_suffix(".tmp")
+
+
 def write(record: Runtime) -> None:
     """Atomically (re)write the runtime record (0600, in root's RUN_DIR)."""
     path = runtime_path(record.name)
-    tmp = path.with_suffix(".tmp")
+    tmp = _record_tmp(path)
     data = as_dict(record)
     data["interfaces"] = list(record.interfaces)
     data["services"] = [list(pair) for pair in record.services]
@@ -348,9 +353,10 @@ def running() -> list[Runtime]:
 
 
 def remove(name: str, lock_fd: int) -> None:
-    """Remove the runtime files: record, control socket and lock. Only with the lock held
-    (LOCK_FD): a lock file is never unlinked under someone who holds it."""
-    _unlink(runtime_path(name), control_path(name))
+    """Remove the runtime files: record (and the one a killed supervisor was writing),
+    control socket and lock. Only with the lock held (LOCK_FD): a lock file is never unlinked
+    under someone who holds it."""
+    _unlink(runtime_path(name), _record_tmp(runtime_path(name)), control_path(name))
     if _is_at(lock_fd, lock_path(name)):
         _unlink(lock_path(name))
 

@@ -118,6 +118,30 @@ def test_kill_9_of_the_supervisor_as_soon_as_the_netns_exists(lab: Lab) -> None:
     restart_works(lab, conf, name)
 
 
+def test_temporary_files_of_a_killed_write_are_cleaned_up(lab: Lab) -> None:
+    """A `kill -9` while the netns mark or the runtime record is being written (before its
+    rename) leaves NAME.netns-tmp or NAME.tmp: `overlay-stop --cleanup` and the next start and
+    stop remove them with what they were to become. (The kill lands there by chance in
+    test_kill_9_of_the_supervisor_as_soon_as_the_netns_exists: here on purpose.)"""
+    conf = lab.config("START=none\nCABLES= =\n")
+    name = conf.stem
+    run_dir = Path("/run/overlay-boot")
+    run_dir.mkdir(mode=0o755, exist_ok=True)
+    temporary = [run_dir / f"{name}.netns-tmp", run_dir / f"{name}.tmp"]
+    for path in temporary:
+        path.write_text("pending\n")
+    assert lab.cleanup(name).returncode == 0
+    assert [p for p in temporary if p.exists()] == []
+    for path in temporary:
+        path.write_text("pending\n")
+    started = lab.start(conf)
+    assert started.returncode == 0, started.stderr
+    assert run_dir.joinpath(f"{name}.netns-tmp").exists() is False  # the start's own check
+    stopped = lab.stop(name)
+    assert stopped.returncode == 0, stopped.stderr
+    assert [p for p in temporary if p.exists()] == []
+
+
 def _supervisor_of(name: str, timeout: float = 10) -> int | None:
     """The PID holding /run/overlay-boot/NAME.lock (it writes its PID there)."""
     path = Path(f"/run/overlay-boot/{name}.lock")
