@@ -113,10 +113,10 @@ def _register(name: str, argv: list[str]) -> None:
 
 
 class Registration:
-    """One busctl call of RegisterMachineWithNetwork, running. Spawned with ``posix_spawn``
-    (no fork of the supervisor, no `subprocess` import: a few ms of CPU on every start);
-    stdin and stdout /dev/null, stderr a pipe for the reason of a failure, no descriptor of
-    ours passed on (ours are all close-on-exec). A lost registration must not matter: the
+    """One busctl call of RegisterMachineWithNetwork, running. Spawned with
+    ``proc.spawn_quiet`` (no fork of the supervisor, no `subprocess` import: a few ms of CPU on
+    every start); stderr a pipe for the reason of a failure, no descriptor of ours passed on
+    (ours are all close-on-exec). A lost registration must not matter: the
     outcome is logged, nothing raised."""
 
     def __init__(self, name: str, pid: int, err_fd: int) -> None:
@@ -128,12 +128,7 @@ class Registration:
     def start(cls, name: str, argv: list[str]) -> Registration | None:
         read_fd, write_fd = os.pipe()
         try:
-            pid = os.posix_spawn(
-                argv[0], argv, os.environ,
-                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                              (os.POSIX_SPAWN_DUP2, write_fd, 2)],
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), setsigmask=())
+            pid = proc.spawn_quiet(argv, err_fd=write_fd)
         except OSError as exc:
             os.close(read_fd)
             _not_registered(name, str(exc))

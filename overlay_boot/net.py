@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -214,7 +213,7 @@ def step(what: str) -> Iterator[None]:
 
 def ifup_unbridged(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> None:
     """``ifup`` the unbridged host ends that ifupdown knows (as 1.6.4 did), where it is
-    installed. ``ifquery`` is spawned from here (``posix_spawn``: no fork of this process, no
+    installed. ``ifquery`` is spawned from here (``proc.spawn_quiet``: no fork of this process, no
     subprocess import, a few milliseconds on every start with such a cable); ``ifup`` itself,
     rarely needed, runs in a forked child."""
     unbridged = [ifname for ifname, bridge in host_ends(cables, vlans) if not bridge]
@@ -235,14 +234,8 @@ def _have_ifupdown() -> bool:
 def _ifquery_knows(ifname: str) -> bool:
     """``ifquery IFNAME`` succeeds: ifupdown has a stanza for it. Output goes nowhere; the
     signals Python ignores get their default back, as subprocess does."""
-    null = os.devnull
     try:
-        pid = os.posix_spawnp(
-            "ifquery", ["ifquery", ifname], os.environ,
-            file_actions=[(os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
-                          (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0),
-                          (os.POSIX_SPAWN_DUP2, 1, 2)],
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), setsigmask=())
+        pid = proc.spawn_quiet(["ifquery", ifname])
         _, status = os.waitpid(pid, 0)
     except OSError as exc:
         log.warning(f"ifquery {ifname}: {exc}; not configuring it with ifup")

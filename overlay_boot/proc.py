@@ -67,6 +67,21 @@ def reset_signals() -> None:
             pass
 
 
+def spawn_quiet(argv: list[str], err_fd: int | None = None) -> int:
+    """Start the host command ARGV (argv[0] searched in PATH) and return its PID, without a
+    fork of this process (posix_spawn: no copy of its memory, no `subprocess` import): stdin and
+    stdout /dev/null, stderr ERR_FD (or /dev/null), no signal blocked, and the signals Python
+    ignores (SIGPIPE, SIGXFSZ) back to their default, as subprocess does. OSError when it
+    cannot start."""
+    null = os.devnull
+    stderr = (os.POSIX_SPAWN_DUP2, 1 if err_fd is None else err_fd, 2)
+    return os.posix_spawnp(
+        argv[0], argv, os.environ,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
+                      (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0), stderr],
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), setsigmask=())
+
+
 def call_in_fork(func: Callable[..., object], *args: object, what: str) -> None:
     """Run FUNC(*ARGS) in a forked child and wait for it; its failure is raised here as
     SubhostError("WHAT: reason"). The child never returns into the caller's code."""

@@ -14,7 +14,7 @@ import sys
 
 from .. import log, state
 from ..errors import SubhostError
-from .common import require_root, resolve_target, run_main
+from .common import exit_now, require_root, resolve_target, run_main
 
 # Annotations only: `typing` is not loaded for them.
 TYPE_CHECKING = False
@@ -32,12 +32,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     parser.add_argument("--timeout", type=float, default=STOP_TIMEOUT, help="seconds to wait")
     parser.add_argument("target", metavar="NAME|CONF")
     args = parser.parse_args(argv)
-    status = run_main(lambda: _main(args), "overlay-stop")
     # Nothing is left to tidy up (run_main flushed the log): the interpreter's own teardown
     # of the modules loaded is ~20 ms of every stop from the command line.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_now(run_main(lambda: _main(args), "overlay-stop"))
 
 
 def _main(args: argparse.Namespace) -> int:

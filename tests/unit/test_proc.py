@@ -82,3 +82,27 @@ def test_call_detached_runs_in_a_grandchild_and_returns_at_once(tmp_path: Path) 
         if write_fd >= 0:
             os.close(write_fd)
     assert pid != os.getpid() and parent != os.getpid()  # its parent was the child between
+
+
+def test_spawn_quiet_gives_a_command_null_stdio_its_stderr_and_default_signals() -> None:
+    """A real child: stdin reads nothing, stdout goes nowhere, stderr to the fd given (else
+    nowhere), and SIGPIPE, which Python ignores, is back to its default."""
+    script = ("read -r line && echo got-input >&2; echo out; echo err >&2; "
+              "grep SigIgn /proc/$$/status >&2")
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = proc.spawn_quiet(["sh", "-c", script], err_fd=write_fd)
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd) as err:
+        text = err.read()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    lines = text.splitlines()
+    assert lines[0] == "err" and "got-input" not in text and "out" not in lines
+    ignored = int(lines[1].split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    quiet = proc.spawn_quiet(["sh", "-c", "echo nowhere >&2; exit 3"])
+    assert os.waitstatus_to_exitcode(os.waitpid(quiet, 0)[1]) == 3
+    with pytest.raises(OSError):
+        proc.spawn_quiet(["/nonexistent/command"])
