@@ -7,11 +7,11 @@ Standard library only, and cheap to import (``overlay-go NAME -- true`` has a 40
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
 
+from . import jsonlite
 from .control_wire import parse_exit, receive_message, run_request, send_message, signal_message
 from .errors import SubhostError
 
@@ -194,7 +194,7 @@ def _ask(conn: socket.socket, request: dict, fds: Sequence[int]) -> tuple[dict, 
     if not message:
         raise ControlError("PID 1 of the subhost closed the connection without answering")
     try:
-        answer = json.loads(message)
+        answer = jsonlite.loads(message)
     except ValueError:
         answer = {}
     if not isinstance(answer, dict) or not answer.get("ok"):

@@ -14,15 +14,17 @@ UTF-8 JSON, descriptors ride along as ``SCM_RIGHTS``:
 * client → PID 1, later: ``{"signal": N}`` — signal the process group of the command;
 * PID 1 → client, last: ``{"exit": CODE}`` (shell convention: 128+signal when killed).
 
-Loaded by PID 1 for the whole life of a subhost: the standard library's lightest modules only.
+Loaded by PID 1 for the whole life of a subhost: the standard library's lightest modules only
+(JSON through ``jsonlite.py``, not the json package).
 """
 
 from __future__ import annotations
 
 import array
-import json
 import os
 import socket
+
+from . import jsonlite
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ def shell_status(status: int) -> int:
 
 def send_message(conn: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
     """One message of the control protocol: JSON, with FDS passed as SCM_RIGHTS."""
-    data = json.dumps(message).encode()
+    data = jsonlite.dumps(message).encode()
     if fds:
         socket.send_fds(conn, [data], list(fds))
     else:
@@ -73,7 +75,7 @@ def parse_request(message: bytes) -> dict:
     """Check a request (decoder); raises ValueError (its text goes back to the client).
 
     Returns ``{"op": "modules"}`` or the ``run`` request with every field filled in."""
-    request = json.loads(message)
+    request = jsonlite.loads(message)
     if isinstance(request, dict) and request.get("op") == "modules":
         return {"op": "modules"}
     if not isinstance(request, dict) or request.get("op") != "run":
@@ -103,13 +105,13 @@ def parse_request(message: bytes) -> dict:
 
 def signal_message(signum: int) -> bytes:
     """``{"signal": N}`` (encoder)."""
-    return json.dumps({"signal": int(signum)}).encode()
+    return jsonlite.dumps({"signal": int(signum)}).encode()
 
 
 def parse_signal(message: bytes) -> int | None:
     """The signal number of a ``{"signal": N}`` message (decoder), None for anything else."""
     try:
-        return int(json.loads(message)["signal"])
+        return int(jsonlite.loads(message)["signal"])
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -122,6 +124,6 @@ def exit_message(status: int) -> dict:
 def parse_exit(data: bytes) -> int | None:
     """The exit code of an ``{"exit": CODE}`` message (decoder), None for anything else."""
     try:
-        return int(json.loads(data)["exit"])
+        return int(jsonlite.loads(data)["exit"])
     except (ValueError, KeyError, TypeError):
         return None

@@ -15,13 +15,13 @@ gives a pidfd only while that is still the same process, and signals and ``setns
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import stat
 import time
 from pathlib import Path
 
+from . import jsonlite
 from .errors import SubhostError
 from .record import Record, as_dict
 
@@ -291,7 +291,7 @@ def write(record: Runtime) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=1) + "\n")
+        f.write(jsonlite.record_text(data))
     os.replace(tmp, path)
 
 
@@ -322,7 +322,7 @@ def read(name: str) -> Runtime | None:
     if size > MAX_RECORD:
         return None
     try:
-        data = json.loads(b"".join(chunks))
+        data = jsonlite.loads(b"".join(chunks))
     except ValueError:
         return None
     if not isinstance(data, dict):

@@ -10,7 +10,6 @@ host's); tests pass a function instead, run in the forked child after ``pivot_ro
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -19,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
-from overlay_boot import log, status_wire
+from overlay_boot import jsonlite, log, status_wire
 from overlay_boot.capabilities import Grant
 from overlay_boot.linux import confine, journal, libc, mounts, pivot, userns
 from overlay_boot.linux.pivot import StepError
@@ -306,7 +305,7 @@ def _exec_pid1(spec: Pid1Exec, config: Any, status_fd: int, host_journal: socket
         "init": init,
     }
     memfd = os.memfd_create("overlay-boot-pid1", os.MFD_CLOEXEC)
-    data = json.dumps(plan).encode()
+    data = jsonlite.dumps(plan).encode()
     while data:
         data = data[os.write(memfd, data):]
     os.lseek(memfd, 0, os.SEEK_SET)

@@ -26,7 +26,7 @@ def _package_root() -> str:
 
 
 def read_plan(fd: int) -> dict:
-    import json
+    from overlay_boot import jsonlite
 
     chunks = []
     size = 0
@@ -36,7 +36,7 @@ def read_plan(fd: int) -> dict:
         if size > _MAX_PLAN:
             raise ValueError("plan too large")
     os.close(fd)
-    plan = json.loads(b"".join(chunks))
+    plan = jsonlite.loads(b"".join(chunks))
     if not isinstance(plan, dict):
         raise ValueError("plan is not an object")
     return plan

@@ -12,8 +12,9 @@ root of a user namespace that owns neither, so all of this fails (quietly): the 
 
 from __future__ import annotations
 
-import json
 import os
+
+from overlay_boot import jsonlite
 
 MAX_RECORD = 1 << 20
 
@@ -32,7 +33,7 @@ def update_record(dir_fd: int, name: str, state: str | None = None,
     try:
         fd = os.open(record_name, flags, dir_fd=dir_fd)
         try:
-            data = json.loads(os.read(fd, MAX_RECORD))
+            data = jsonlite.loads(os.read(fd, MAX_RECORD))
         finally:
             os.close(fd)
         if not isinstance(data, dict):
@@ -43,7 +44,7 @@ def update_record(dir_fd: int, name: str, state: str | None = None,
             services = dict((str(w), str(s)) for w, s in data.get("services", ()))
             services[word] = str(service)
             data["services"] = [list(pair) for pair in services.items()]
-        text = (json.dumps(data, indent=1) + "\n").encode()
+        text = jsonlite.record_text(data).encode()
         fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:

@@ -212,7 +212,7 @@ def test_command_stdio_and_exit_status(sub: Subhost) -> None:
 
 # Loaded by `overlay-go NAME -- CMD` they were most of its time (issue #13: its budget).
 HEAVY_FOR_GO = ("dataclasses", "inspect", "pathlib", "typing", "subprocess", "argparse",
-                "ctypes", "ipaddress", "tty", "termios", "overlay_boot.state",
+                "ctypes", "ipaddress", "tty", "termios", "json", "re", "overlay_boot.state",
                 "overlay_boot.config", "overlay_boot.terminal")
 
 
