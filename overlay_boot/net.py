@@ -45,11 +45,15 @@ def build_cables(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]
     if vlans:
         build_through_service(netns_name, cables, vlans)
         return
+    queries = _ask_ifquery(cables, ())  # ifupdown answers while the cables are made
     try:
         build_plain(netns_name, cables)
-    except (SubhostError, OSError) as exc:  # OSError: no netlink socket at all
-        raise SubhostError(f"cables of subhost {netns_name}: {exc}") from exc
-    ifup_unbridged(netns_name, cables, ())
+    except BaseException as exc:
+        _known_to_ifupdown(queries)  # reaped
+        if isinstance(exc, (SubhostError, OSError)):  # OSError: no netlink socket at all
+            raise SubhostError(f"cables of subhost {netns_name}: {exc}") from exc
+        raise
+    ifup_unbridged(netns_name, cables, (), queries)
 
 
 def build_plain(netns_name: str, cables: Sequence[Cable]) -> None:
@@ -211,17 +215,42 @@ def step(what: str) -> Iterator[None]:
 
 # -- ifup ---------------------------------------------------------------------------------
 
-def ifup_unbridged(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan]) -> None:
+def ifup_unbridged(netns_name: str, cables: Sequence[Cable], vlans: Sequence[Vlan],
+                   queries: dict[str, int] | None = None) -> None:
     """``ifup`` the unbridged host ends that ifupdown knows (as 1.6.4 did), where it is
-    installed. ``ifquery`` is spawned from here (``proc.spawn_quiet``: no fork of this process, no
-    subprocess import, a few milliseconds on every start with such a cable); ``ifup`` itself,
-    rarely needed, runs in a forked child."""
-    unbridged = [ifname for ifname, bridge in host_ends(cables, vlans) if not bridge]
-    if not unbridged or not _have_ifupdown():
-        return
-    known = [ifname for ifname in unbridged if _ifquery_knows(ifname)]
+    installed. QUERIES: the ``ifquery`` processes already asked (``_ask_ifquery``), else they
+    are asked now. ``ifup`` itself, rarely needed, runs in a forked child."""
+    known = _known_to_ifupdown(_ask_ifquery(cables, vlans) if queries is None else queries)
     if known:
         proc.call_in_fork(_ifup_all, known, what=f"ifup of the cables of subhost {netns_name}")
+
+
+def _ask_ifquery(cables: Sequence[Cable], vlans: Sequence[Vlan]) -> dict[str, int]:
+    """Start ``ifquery IFNAME`` for each unbridged host end, where ifupdown is installed:
+    {IFNAME: PID}. Spawned (``proc.spawn_quiet``: no fork of this process, no subprocess
+    import), output to nowhere; it reads only ifupdown's configuration, so it can run while
+    the cables are made."""
+    unbridged = [ifname for ifname, bridge in host_ends(cables, vlans) if not bridge]
+    if not unbridged or not _have_ifupdown():
+        return {}
+    queries = {}
+    for ifname in unbridged:
+        try:
+            queries[ifname] = proc.spawn_quiet(["ifquery", ifname])
+        except OSError as exc:
+            log.warning(f"ifquery {ifname}: {exc}; not configuring it with ifup")
+    return queries
+
+
+def _known_to_ifupdown(queries: dict[str, int]) -> list[str]:
+    """Wait for the ``ifquery`` processes; the names whose query succeeded (ifupdown has a
+    stanza for them)."""
+    known = []
+    for ifname, pid in queries.items():
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            known.append(ifname)
+    return known
 
 
 def _have_ifupdown() -> bool:
@@ -229,18 +258,6 @@ def _have_ifupdown() -> bool:
     path = os.environ.get("PATH", os.defpath).split(os.pathsep)
     return all(any(os.access(os.path.join(d, command), os.X_OK) for d in path if d)
                for command in ("ifquery", "ifup"))
-
-
-def _ifquery_knows(ifname: str) -> bool:
-    """``ifquery IFNAME`` succeeds: ifupdown has a stanza for it. Output goes nowhere; the
-    signals Python ignores get their default back, as subprocess does."""
-    try:
-        pid = proc.spawn_quiet(["ifquery", ifname])
-        _, status = os.waitpid(pid, 0)
-    except OSError as exc:
-        log.warning(f"ifquery {ifname}: {exc}; not configuring it with ifup")
-        return False
-    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _ifup_all(ifnames: Sequence[str]) -> None:

@@ -86,7 +86,7 @@ def _systemd_unit_active(name: str) -> str | None:
 
     unit = unit_name(name)
     try:
-        active = unit_state(unit)[0]
+        active = unit_state(unit).active_state
     except SubhostError as exc:  # no system bus: the subhost may still run, stop it directly
         log.debug(f"cannot ask systemd about {unit}: {exc}")
         return None

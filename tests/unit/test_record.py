@@ -114,7 +114,7 @@ def test_start_path_modules_do_not_load_dataclasses() -> None:
     import, config parsing included) keeps it out."""
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "import overlay_boot.cli.boot, overlay_boot.supervisor\n"
+        "import overlay_boot.cli.boot, overlay_boot.supervisor, overlay_boot.systemd\n"
         "print([m for m in ('dataclasses', 'inspect', 'typing', 'subprocess') "
         "if m in sys.modules])\n"
     )
