@@ -113,7 +113,8 @@ install:
 	    $$c >> $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	  chmod 0755 $(DESTDIR)$(SBINDIR)/overlay-$$c; \
 	done
-	for u in overlay-boot@.service overlay-boot-bus.service overlay-boot-net.service; do \
+	for u in overlay-boot@.service overlay-boot-cleanup@.service overlay-boot-bus.service \
+	    overlay-boot-net.service; do \
 	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@PYTHON@|$(PYTHON)|g' \
 	    units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
@@ -160,6 +161,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(SBINDIR)/overlay-$$c; done
 	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot@.service $(DESTDIR)$(UNITDIR)/overlay-boot-bus.service
+	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot-cleanup@.service
 	rm -f $(DESTDIR)$(UNITDIR)/overlay-boot-net.service $(DESTDIR)$(UNITDIR)/overlay-boot-net.socket
 	rm -f $(DESTDIR)$(DBUSSERVICEDIR)/org.overlayboot.OverlayBoot1.service
 	rm -f $(DESTDIR)$(GENERATORDIR)/overlay-boot-generator

@@ -31,7 +31,7 @@ stop time runs until that check passed):
 
 * ours, systemctl: `systemctl start overlay-boot@NAME` until it returned (Type=notify: READY=1
   once PID 1 runs, START=none, one cable `CABLES= =`), `systemctl stop` until it returned
-  (after ExecStopPost=) and the check passed.
+  (once the unit was inactive) and the check passed.
 * ours, command line: `overlay-boot --no-systemd CONF` until it returned (the supervisor
   reported ready through its pipe); `overlay-stop CONF` until it returned (the supervisor
   released its lock after teardown) and the check passed. OVERLAY_BOOT_NO_SYSTEMD=1.

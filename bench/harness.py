@@ -5,7 +5,7 @@
 Kinds of subhost measured the same way:
 
 * ``ours``        overlay-boot@NAME.service: ``systemctl start`` (returns at READY=1) and
-                  ``systemctl stop`` (returns after ExecStopPost=);
+                  ``systemctl stop`` (returns once the unit is inactive);
 * ``ours-cli``    ``overlay-boot --no-systemd CONF`` (returns once PID 1 reported ready) and
                   ``overlay-stop CONF`` (returns once the supervisor released its lock);
 * ``nspawn``      nsbench@NAME.service, ``systemd-nspawn`` on an overlay of ``/`` with a veth,

@@ -1,8 +1,9 @@
 """Removing what a subhost leaves on the host: its netns and the host ends of its cables.
 
-Used at the end of every stop, at the start of every start (what a crash left behind) and by
-the unit's ExecStopPost=. Everything here is idempotent, and removes only what overlay-boot
-made (netns.ours, netns.tagged): a start over someone else's netns or link is refused.
+Used at the end of every stop without systemd, at the start of every start (what a crash left
+behind) and by ``overlay-stop --cleanup`` (overlay-boot-cleanup@NAME.service, ExecStopPost=).
+Everything here is idempotent, and removes only what overlay-boot made (netns.ours,
+netns.tagged): a start over someone else's netns or link is refused.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     overlay-stop NAME|CONF          stop it: through systemd when it runs as a unit, else by
                                     SIGTERM to its supervisor (the one its record names)
-    overlay-stop --cleanup NAME     remove what a crashed subhost left (the unit's ExecStopPost=)
+    overlay-stop --cleanup NAME     remove what a crashed subhost left
+                                    (overlay-boot-cleanup@NAME.service, ExecStopPost=)
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def start_through_systemd(path: Path) -> int:
     dropin = runtime_dropin(config.name)
     if _same_config(path) not in known:
         dropin.parent.mkdir(parents=True, exist_ok=True)
-        dropin.write_text(render_dropin(config, origin="overlay-boot (until the subhost stops)"))
+        dropin.write_text(render_dropin(config, origin="overlay-boot (until the subhost stops)",
+                                      removed_at_stop=True))
         systemd.reload()
     elif dropin.exists():
         remove_runtime_dropin(config.name)

@@ -486,7 +486,7 @@ class _Init:
         settings = self.settings
         if self.handed_over and settings.run_dir_fd is not None:
             # The netns bind first, while the lock still keeps a new start out; then nothing
-            # is left for ExecStopPost= but to find so (no process of its own to start).
+            # is left: the unit runs nothing after a clean stop (generator: ExecStopPost=).
             if settings.netns_dir_fd is not None:
                 runfiles.remove_netns(settings.netns_dir_fd, settings.run_dir_fd, settings.name)
             runfiles.remove(settings.run_dir_fd, settings.name, settings.lock_fd)

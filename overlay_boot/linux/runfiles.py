@@ -6,8 +6,8 @@ control socket and lock removed.
 Everything goes through descriptors of RUN_DIR and of ``/run/netns`` opened before
 ``pivot_root``: the host's ``/run`` is out of reach by path afterwards. With USERNS= PID 1 is
 root of a user namespace that owns neither, so all of this fails (quietly): the unit's
-``ExecStopPost=`` removes what is left. The record's format is ``state.py``'s, the mark's
-``netns.py``'s.
+``ExecStopPost=`` (kept for USERNS=) removes what is left. The record's format is
+``state.py``'s, the mark's ``netns.py``'s.
 """
 
 from __future__ import annotations

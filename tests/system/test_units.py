@@ -92,6 +92,9 @@ def test_escaped_name_through_systemd(box: SystemdBox, subhosts: Subhosts) -> No
     assert subhosts.state(other) == "active"
     dropins = box.run("systemctl", "show", "-P", "DropInPaths", subhosts.unit(other)).stdout
     assert "60-overlay-boot-command-line.conf" in dropins
+    # The template's ExecStopPost= stays: it removes that drop-in at the end.
+    assert "overlay-stop" in box.run("systemctl", "show", "-P", "ExecStopPost",
+                                     subhosts.unit(other)).stdout
     box.run("systemctl", "stop", subhosts.unit(other), timeout=60)
     assert subhosts.state(other) == "inactive"
     assert subhosts.leftovers(other) == []
@@ -330,6 +333,8 @@ def test_userns_subhost_under_the_unchanged_unit(box: SystemdBox, subhosts: Subh
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert f"Leader: {record['leader_pid']}" in box.run("machinectl", "status", name).stdout
+    # PID 1 cannot remove the netns bind and runtime files here: the unit's ExecStopPost= does.
+    assert "overlay-stop" in box.run("systemctl", "show", "-P", "ExecStopPost", unit).stdout
     box.run("systemctl", "stop", unit)
     assert subhosts.state(name) == "inactive"
     assert subhosts.leftovers(name) == []
@@ -418,23 +423,27 @@ def test_pid1_is_the_only_process_of_a_running_subhost(box: SystemdBox,
 def test_pid1_removes_the_netns_bind_and_runtime_files_itself(box: SystemdBox,
                                                               subhosts: Subhosts) -> None:
     """After a clean stop PID 1 has removed /run/netns/NAME (an unlink from its own mount
-    namespace detaches the host's bind), the mark and the runtime files before it exits:
-    with the unit's ExecStopPost= emptied by a drop-in, nothing is left all the same."""
+    namespace detaches the host's bind), the mark and the runtime files before it exits: the
+    generator's drop-in empties the unit's ExecStopPost= (no process is started after a clean
+    stop), and nothing is left the moment `systemctl stop` returns, nor is the cleanup unit
+    (OnFailure=) started."""
     name, _ = subhosts.make("START=none\nCABLES= =\n")
     unit = subhosts.unit(name)
-    dropin = f"/run/systemd/system/{unit}.d/90-no-stop-post.conf"
-    box.write_file(dropin, "[Service]\nExecStopPost=\n")
-    try:
-        box.run("systemctl", "daemon-reload")
-        assert box.run("systemctl", "show", "-P", "ExecStopPost", unit).stdout.strip() == ""
-        box.run("systemctl", "start", unit, timeout=60)
-        assert box.run("test", "-e", f"/run/netns/{name}", check=False).returncode == 0
-        box.run("systemctl", "stop", unit, timeout=60)
-        left = box.run("sh", "-c", f"ls -d /run/netns/{name} /run/overlay-boot/{name}.* "
-                       "2>/dev/null", check=False).stdout.split()
-        assert left == []
-        assert name not in box.run("cat", "/proc/self/mountinfo").stdout
-    finally:
-        box.run("rm", "-rf", f"/run/systemd/system/{unit}.d")
-        box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "daemon-reload")
+    assert box.run("systemctl", "show", "-P", "ExecStopPost", unit).stdout.strip() == ""
+    assert box.run("systemctl", "show", "-P", "OnFailure", unit).stdout.split() == \
+        [f"overlay-boot-cleanup@{name}.service"]
+    since = box.run("date", "+%s.%N").stdout.strip()
+    box.run("systemctl", "start", unit, timeout=60)
+    assert box.run("test", "-e", f"/run/netns/{name}", check=False).returncode == 0
+    box.run("systemctl", "stop", unit, timeout=60)
+    left = box.run("sh", "-c", f"ls -d /run/netns/{name} /run/overlay-boot/{name}.* "
+                   "2>/dev/null", check=False).stdout.split()
+    assert left == []
+    assert name not in box.run("cat", "/proc/self/mountinfo").stdout
+    assert subhosts.state(name) == "inactive"
+    cleanup_log = box.run("journalctl", "--since", f"@{since}", "-u",
+                          f"overlay-boot-cleanup@{name}.service", "-q", "-o", "cat",
+                          check=False).stdout
+    assert cleanup_log.strip() == ""
     assert subhosts.leftovers(name) == []

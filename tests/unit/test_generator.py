@@ -372,8 +372,9 @@ def unit_dir(tmp_path: Path) -> Path:
         (sbin / command).chmod(0o755)
     units = tmp_path / "units"
     units.mkdir()
-    text = (REPO / "units" / "overlay-boot@.service.in").read_text()
-    (units / "overlay-boot@.service").write_text(text.replace("@SBINDIR@", str(sbin)))
+    for template in ("overlay-boot@.service", "overlay-boot-cleanup@.service"):
+        text = (REPO / "units" / f"{template}.in").read_text()
+        (units / template).write_text(text.replace("@SBINDIR@", str(sbin)))
     return units
 
 
@@ -394,6 +395,40 @@ def test_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
     # ExecStopPost= runs `overlay-stop --cleanup web` unless the service ended cleanly.
     assert "overlay-stop --cleanup" in log and "overlay-stop web" in log
     assert "SERVICE_RESULT" in log
+    # A crash is cleaned up by the OnFailure= unit, which a start that follows waits for.
+    assert "OnFailure: overlay-boot-cleanup@web.service" in log
+    assert "After: overlay-boot-cleanup@web.service" in log
+
+
+def test_cleanup_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
+    (unit_dir / "overlay-boot-cleanup@web.service").symlink_to("overlay-boot-cleanup@.service")
+    status, log = _analyze(unit_dir, "overlay-boot-cleanup@web.service")
+    assert status == 0, log
+    assert not _problems(log, unit_dir), log
+    assert "Type: oneshot" in log
+    assert "overlay-stop --cleanup web" in log
+
+
+@pytest.mark.parametrize(("userns", "command_line", "emptied"), [
+    (False, False, True), (True, False, False), (False, True, False)])
+def test_exec_stop_post_is_emptied_only_where_pid1_cleans_up_itself(
+        tmp_path: Path, userns: bool, command_line: bool, emptied: bool) -> None:
+    """A config of /etc/overlay-boot without USERNS=: PID 1 removes all it made, and the
+    drop-in empties the template's ExecStopPost= (no process after a clean stop). With
+    USERNS= (PID 1 cannot) and in the runtime drop-in of `overlay-boot CONF` (which that line
+    removes) it stays."""
+    base = tmp_path / "web"
+    for sub in ("live", "root", "work"):
+        (base / sub).mkdir(parents=True)
+    conf = base / "web.conf"
+    conf.write_text("BASE=.\nSTART=none\n" + ("USERNS=100000\n" if userns else ""))
+    config = load_config(conf)
+    assert (config.userns is not None) == userns
+    text = generator.render_dropin(config, removed_at_stop=command_line)
+    lines = text.splitlines()
+    assert ("ExecStopPost=" in lines) == emptied
+    assert [line for line in lines if line.startswith("ExecStopPost")] == \
+        (["ExecStopPost="] if emptied else [])
 
 
 def test_generated_dropin_passes_systemd_analyze_verify(unit_dir: Path, tmp_path: Path,

@@ -72,7 +72,8 @@ LAYOUT = st.tuples(st.lists(ENTRY, max_size=7), st.lists(ENTRY, max_size=4),
                                              "relative.conf", "# comment", "d1", "d2/"]),
                             max_size=4))
 DROPIN_LINE = re.compile(
-    r"(|#.*|\[Unit\]|\[Service\]|SourcePath=.*|RequiresMountsFor=.*|After=.*|Environment=.*)")
+    r"(|#.*|\[Unit\]|\[Service\]|SourcePath=.*|RequiresMountsFor=.*|After=.*|Environment=.*"
+    r"|ExecStopPost=)")
 
 
 def _make(top: Path, d: str, entries: list[tuple[str, str, bytes]]) -> None:

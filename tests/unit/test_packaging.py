@@ -71,6 +71,7 @@ def test_installed_layout(built: tuple[Path, Path]) -> None:
     _, tree = built
     expected = [
         "usr/lib/systemd/system/overlay-boot@.service",
+        "usr/lib/systemd/system/overlay-boot-cleanup@.service",
         "usr/lib/systemd/system/overlay-boot-net.socket",
         "usr/lib/systemd/system/overlay-boot-net.service",
         "usr/lib/systemd/system-generators/overlay-boot-generator",
