@@ -47,6 +47,11 @@ stop time runs until that check passed):
   and host link were gone (its stop returns before that). It has only a command line: the same
   numbers stand in both the systemctl and the command-line rows. It leaves a cgroup per subhost
   behind (not counted). overlay-go: `echo true | /usr/sbin/overlay-go NAME` (nsenter + bash).
+* floor: what any service started through `systemctl` costs on this machine, whatever it
+  does: `floor-exec.service` (Type=exec, `/bin/sleep infinity`) and `floor-python.service`
+  (Type=notify, its main process a `/usr/bin/python3 -I -S` that imports socket and sends
+  READY=1), started and stopped like ours (no budget: the yardstick under the start and stop
+  budgets).
 * overlay-go: `overlay-go NAME -- true` on a running subhost, whole command.
 * overlay-diff: `overlay-diff --json CONF` of a stopped subhost whose UPPER holds 100,000
   entries (100 directories of 999 files: half copy a lower file, a tenth are whiteouts) over a

@@ -126,6 +126,12 @@ def rows(data: Data, counts: Counts) -> list[Row]:
         Row("stop → cleaned, systemctl stop", "ms", _sum(data, "startstop", "ours", "stop"),
             _refs(data, "startstop", "stop", REF_KINDS), BUDGET_STOP_MS,
             ok=not _leaks(data, "startstop")),
+        Row("  floor: systemctl start of a Type=exec /bin/sleep unit", "ms",
+            _sum(data, "floor", "floor-exec", "start")),
+        Row("  floor: systemctl start of a Type=notify `python3 -I -S` saying READY=1", "ms",
+            _sum(data, "floor", "floor-python", "start")),
+        Row("  floor: systemctl stop of that Python unit", "ms",
+            _sum(data, "floor", "floor-python", "stop")),
         Row("start → ready, command line", "ms", _sum(data, "startstop-cli", "ours-cli", "start"),
             _refs(data, "startstop-cli", "start", {"nspawn": "nspawn-cli"})
             | {"1.6.4": _sum(data, "startstop", "old", "start")}),

@@ -39,6 +39,17 @@ GENERATOR = "/usr/local/lib/systemd/system-generators/overlay-boot-generator"
 GENERATOR_OUT = "/run/obbench-generator"  # a tmpfs, as systemd's generator directories
 DIFF_DIR = "/run/obbench-diff"  # in the box's own /run: a tmpfs is mounted on it
 NSPAWN_TEMPLATE = "nsbench@.service"
+# The floor under any service started through systemctl on this machine: a unit that only
+# runs /bin/sleep (Type=exec), and one whose whole main process is a Python interpreter that
+# says READY=1 (Type=notify, `python3 -I -S` importing socket: what any Python service pays).
+FLOOR_UNITS = {
+    "floor-exec": "[Service]\nType=exec\nExecStart=/bin/sleep infinity\n",
+    "floor-python": (
+        "[Service]\nType=notify\nNotifyAccess=main\nExecStart=/usr/bin/python3 -I -S -c "
+        "\"import os, signal, socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+        "a = os.environ['NOTIFY_SOCKET']; s.sendto(b'READY=1', chr(0) + a[1:] if a[0] == '@' "
+        "else a); signal.pause()\"\n"),
+}
 BUS_UNIT = "overlay-boot-bus.service"
 NET_UNIT = "overlay-boot-net.service"
 SHARED_UNITS = (NET_UNIT, BUS_UNIT)  # the project's services shared by all subhosts
@@ -329,8 +340,24 @@ class Old(Kind):
             pass
 
 
+class Floor(Kind):
+    """A FLOOR_UNITS unit; NAME is the unit's name without .service."""
+
+    def start(self) -> None:
+        run("systemctl", "start", f"{self.name}.service")
+
+    def stop(self) -> None:
+        run("systemctl", "stop", f"{self.name}.service")
+
+    def procs(self) -> list[int]:
+        return unit_procs(f"{self.name}.service")
+
+    def links(self) -> list[str]:
+        return []
+
+
 KINDS = {"ours": Ours, "ours-cli": OursCli, "nspawn": Nspawn, "nspawn-cli": NspawnCli,
-         "old": Old}
+         "old": Old, "floor": Floor}
 
 
 def leftovers_of(ks: list[Kind]) -> list[str]:

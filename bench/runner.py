@@ -124,6 +124,8 @@ class Bench:
                                 # nspawn ends a container without --boot with SIGKILL: exit 1
                                 "SuccessExitStatus=1\n"
                                 f"ExecStart={exec_start}\n")
+        for name, text in harness.FLOOR_UNITS.items():
+            self.box.write_file(f"/run/systemd/system/{name}.service", text)
         deb = old_deb() if self.opts.old else None
         if deb is not None:
             log(f"installing {deb.name} in the box (dpkg -i)")
@@ -194,6 +196,9 @@ class Bench:
                     continue  # 1.6.4 has only its command line: measured once, in "startstop"
                 self.suite(suite, kind, lambda k=kind, n=name: self.harness_run(
                     "startstop", kind=k, name=n, base=self.base(n), reps=o.reps))
+        for name in harness.FLOOR_UNITS:
+            self.suite("floor", name, lambda n=name: self.harness_run(
+                "startstop", kind="floor", name=n, base=str(self.scratch / n), reps=o.reps))
         self.suite("coldstart", "ours", lambda: self.harness_run(
             "coldstart", name=self.name("ob", 0), base=self.base(self.name("ob", 0)),
             reps=o.reps))
