@@ -52,6 +52,7 @@ KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
     "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG", "CAPABILITIES", "USERNS",
 )
+_KNOWN = frozenset(KNOWN)
 # Order in which `!` commands run (they may have side effects, e.g. overlay-diskfile mounts):
 # BASE first, because every other command runs in it.
 _EVAL_ORDER = (
@@ -155,6 +156,9 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     return ids, None
 
 
+NO_GRANT = caps.Grant()  # CAPABILITIES= not given: one shared record (they are frozen)
+
+
 class Config(Record):
     """A parsed configuration.
 
@@ -179,7 +183,7 @@ class Config(Record):
     postmount: str | None = None
     init: str | None = None
     log: Path | None = None
-    capabilities: caps.Grant = caps.Grant()  # CAPABILITIES=: beyond the default
+    capabilities: caps.Grant = NO_GRANT  # CAPABILITIES=: beyond the default
     userns: IdRange | None = None  # USERNS=: the subhost's own user namespace, None for "no"
     warnings: tuple[str, ...] = ()
     lines: Mapping[str, int] = MappingProxyType({})  # immutable: one shared default
@@ -258,6 +262,26 @@ def absolute(path: str | Path) -> Path:
     return Path(os.path.join(os.getcwd(), text))
 
 
+def real_dir(path: str, known: dict[str, str]) -> str:
+    """``os.path.realpath(PATH)``, remembered in KNOWN (one generator run resolves the same
+    few directories for hundreds of configs: /etc/overlay-boot, /srv)."""
+    real = known.get(path)
+    if real is None:
+        real = known[path] = os.path.realpath(path)
+    return real
+
+
+def canonical(path: str, known: dict[str, str] | None = None) -> str:
+    """``os.path.realpath(PATH)``. With KNOWN (see `real_dir`) the directory is resolved once
+    and only PATH's last component is looked at: the same answer, as realpath resolves the
+    components in order."""
+    head, tail = os.path.split(path)
+    if known is None or tail in ("", ".", "..") or not head.startswith("/"):
+        return os.path.realpath(path)
+    real = os.path.join(real_dir(head, known), tail)
+    return os.path.realpath(real) if os.path.islink(real) else real
+
+
 def base_dir(path: Path, real_path: str | None = None) -> str:
     """The directory a relative BASE starts from: the config path's own directory as given
     (1.6.4: ``cd $(dirname $CONFIG)``), so symlinks to one template config in several subhost
@@ -330,7 +354,7 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
     warnings: list[str] = []
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
-        m = _SHARE_ASSIGN.match(line)
+        m = _SHARE_ASSIGN.match(line) if line.startswith("SHARE") else None
         if m:  # SHARE never runs a command: its value is always read literally
             shares.append(_Assignment(read_value(m.group(1).strip(_BLANKS)), number))
             continue
@@ -341,7 +365,7 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
         command = value.startswith("!")
         if not command:
             value = read_value(value)
-        if var not in KNOWN:
+        if var not in _KNOWN:
             warnings.append(f"{path}:{number}: unknown variable {var} ignored")
         elif var in first:
             warnings.append(
@@ -358,8 +382,10 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
 
 
 class _Parser:
-    def __init__(self, path: Path, run: Runner | None, timeout: float):
+    def __init__(self, path: Path, run: Runner | None, timeout: float,
+                 real_dirs: dict[str, str] | None = None):
         self.path = path
+        self.real_dirs = real_dirs
         self.where = str(path)
         self.run = run
         self.timeout = timeout
@@ -395,7 +421,8 @@ class _Parser:
             else:
                 self.values[var] = a.value
             if var == "BASE" and var in self.values:
-                self.base = Path(os.path.realpath(os.path.join(config_dir, self.values[var])))
+                self.base = Path(canonical(os.path.join(config_dir, self.values[var]),
+                                           self.real_dirs))
 
     def _evaluate(self, var: str, command: str, config_dir: str) -> None:
         if self.run is None:
@@ -451,19 +478,20 @@ class _Parser:
 
     # -- the other variables --------------------------------------------------------------
 
-    def name_of(self) -> str:
+    def name_of(self) -> tuple[str, bool]:
+        """NAME, and whether it is usable."""
         if "NAME" in self.values:
             name = self.values["NAME"]
             why = naming.name_problem(name)
             if why:
                 self.problem("NAME", f"{why}: give another NAME")
-            return name
+            return name, why is None
         name = naming.name_from_file(self.path.name)
         why = naming.name_problem(name)
         if why and "NAME" not in self.unresolved:
             self.problem("NAME", f"{why}: the default NAME comes from the file name; "
                                  "give NAME=... or rename the file")
-        return name
+        return name, why is None
 
     def start_of(self, warnings: list[str]) -> tuple[str, ...]:
         """START's words, each without one pair of surrounding quotes (1.6.4 pasted START into
@@ -523,10 +551,10 @@ class _Parser:
         """CAPABILITIES= is read literally: a grant of power is never computed by a command."""
         a = self.first.get("CAPABILITIES")
         if a is None or not a.value:
-            return caps.Grant()
+            return NO_GRANT
         if a.command:
             self.problem("CAPABILITIES", "CAPABILITIES is never a command: list the names")
-            return caps.Grant()
+            return NO_GRANT
         grant, why = caps.parse(a.value)
         if why:
             self.problem("CAPABILITIES", why)
@@ -610,9 +638,8 @@ class _Parser:
             i = len(cables)
             cables.append(Cable(i, naming.host_if(name, i), naming.sub_if(i), bridge or None,
                                 mac, line))
-        if name_ok:
-            for ifname in [c.host_if for c in cables] + [c.sub_if for c in cables] + \
-                    [v.host_if for v in vlans] + [v.sub_if for v in vlans]:
+        if name_ok:  # the subhost's ends (eth<i>, eth<i>.<tag>) are short enough whatever NAME is
+            for ifname in [*(c.host_if for c in cables), *(v.host_if for v in vlans)]:
                 why = naming.ifname_problem(ifname)
                 if why:
                     self.problem(
@@ -655,11 +682,14 @@ class _Parser:
         return tuple(result)
 
 
+_ROOT = Path("/")
+
+
 def _host_path(value: str, base: Path | None) -> Path | None:
     """VALUE as a host path, relative to BASE (None when BASE is unknown). Not normalised:
     ``lnk/../x`` is where the kernel finds it, after following ``lnk``."""
     if value.startswith("/"):
-        return Path(value)
+        return _ROOT if value == "/" else Path(value)  # "/": LOWER's default, in every config
     return None if base is None else base / value  # as Path(os.path.join(…)), a third the cost
 
 
@@ -671,19 +701,21 @@ def _mac(text: str) -> str | None:
 
 
 def load_config(path: str | Path, *, run: Runner | None = None, command_timeout: float = 30.0,
-                text: str | None = None, real_path: str | None = None) -> Config:
+                text: str | None = None, real_path: str | None = None,
+                real_dirs: dict[str, str] | None = None) -> Config:
     """Parse the config file at ``path``; raise `ConfigError` with every problem found.
 
     ``!`` commands are run by RUN (`proc.run_command`), each within COMMAND_TIMEOUT seconds;
     ``run=None`` never runs them (the generator, every command that only reads a config): see
     `Config`. This reads the file by path and checks nothing about who may write it: a
     command that runs ``!`` values as root gets TEXT and REAL_PATH from `trust.load_trusted`,
-    which checks first.
+    which checks first. REAL_DIRS remembers resolved directories across the calls of one
+    generator run (`real_dir`).
     """
     abspath = absolute(path)
     if text is None:
         text = _read_text(abspath)
-    p = _Parser(abspath, run, command_timeout)
+    p = _Parser(abspath, run, command_timeout, real_dirs)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 
@@ -697,8 +729,7 @@ def load_config(path: str | Path, *, run: Runner | None = None, command_timeout:
             and not any(x.variable == "BASE" for x in p.problems):
         p.problem("BASE", "BASE is required (the subhost's base directory)")
 
-    name = p.name_of()
-    name_ok = naming.name_problem(name) is None
+    name, name_ok = p.name_of()
     live = p.path_of("LIVE", base, "live")
     upper = p.path_of("UPPER", base, "root")
     work = p.path_of("WORK", base, "work")

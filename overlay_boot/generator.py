@@ -158,7 +158,7 @@ _FILTERED_WITH = frozenset(("sys_time", "sys_module", "sys_rawio", "sys_boot", "
 
 def capability_lines(grant: caps.Grant) -> list[str]:
     """What the unit must give back for CAPABILITIES= (README "Security model")."""
-    if not grant.added:
+    if not (grant.names or grant.everything) or not grant.added:
         return []
     wanted = UNIT_DROPPED_CAPABILITIES if grant.everything else \
         [n for n in grant.added if n in UNIT_DROPPED_CAPABILITIES]
@@ -246,7 +246,8 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
              load: Callable[[Path], Config] | None = None) -> Result:
     """Everything the generator would write, and what it has to say. Never raises for a
     config: each problem becomes a message and that config is skipped."""
-    load = load or (lambda p: load_config(p))
+    real_dirs: dict[str, str] = {}  # the few directories hundreds of BASEs are in
+    load = load or (lambda p: load_config(p, real_dirs=real_dirs))
     template = template or template_path()
     messages: list[Message] = []
     outputs: list[Output] = []
@@ -304,8 +305,9 @@ def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
     subhosts saves its system calls.)"""
     failed: list[Message] = []
     made: set[str] = set()
+    where = os.fspath(dest)
     for out in outputs:
-        target = os.path.join(dest, out.relpath)
+        target = os.path.join(where, out.relpath)
         parent = os.path.dirname(target)
         try:
             if parent not in made:
@@ -365,9 +367,11 @@ def _write_text(data: bytes, target: str) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    written = os.write(fd, data)
+    if written < len(data):  # rarely: a drop-in is far smaller than a page
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:

@@ -77,10 +77,10 @@ def quote(text: str) -> str:
     a backslash, which both the plain and the C-unescaping parsers read back the same. ``%`` is
     always doubled. Raises ValueError for control characters.
     """
+    if _PLAIN.fullmatch(text):  # printable ASCII only (the usual path): nothing to check
+        return specifiers(text)
     why = unit_value_problem(text)
     if why:
         raise ValueError(why)
     text = specifiers(text)
-    if _PLAIN.fullmatch(text):
-        return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
