@@ -73,11 +73,13 @@ _RAM_SIZE = re.compile(r"(?:0[xX][0-9A-Fa-f]+|[0-9]+)[kKmMgGtTpPeE]?|[0-9]+%")
 # What tmpfs takes besides size= (Documentation/filesystems/tmpfs.rst), 1.6.4 passed them on.
 _TMPFS_OPTIONS = frozenset(("nr_inodes", "nr_blocks", "mode", "uid", "gid", "huge", "mpol",
                             "inode32", "inode64", "noswap", "noatime"))
-_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?")
-_SERVICE = re.compile(r"[A-Za-z0-9_.@+-]+")
-_MAC_OCTET = re.compile(r"[0-9A-Fa-f]{1,2}")
-_VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
-_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() takes "¹" too
+# Patterns of values most configs do not have: compiled (and cached by re) when first used,
+# not at every import (every start and the generator import this module).
+_MOUNT_OPTION = r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?"
+_SERVICE = r"[A-Za-z0-9_.@+-]+"
+_MAC_OCTET = r"[0-9A-Fa-f]{1,2}"
+_VLAN_TAG = r"[1-9][0-9]{0,3}"
+_DIGITS = r"[0-9]+"  # ASCII only: str.isdigit() takes "¹" too
 
 
 class Cable(Record):
@@ -142,7 +144,7 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     if value in ("", "no"):
         return None, None
     base_text, colon, count_text = value.partition(":")
-    if not _DIGITS.fullmatch(base_text) or (colon and not _DIGITS.fullmatch(count_text)):
+    if not re.fullmatch(_DIGITS, base_text) or (colon and not re.fullmatch(_DIGITS, count_text)):
         return None, (f"{value!r} is not 'no' or BASE[:COUNT] (decimal host uid/gid BASE, "
                       "COUNT ids, 65536 by default)")
     ids = IdRange(int(base_text), int(count_text) if colon else 65536)
@@ -515,7 +517,7 @@ class _Parser:
             elif w.startswith("/"):
                 if "\0" in w:
                     self.problem("START", f"{w!r} is not a usable path")
-            elif not _SERVICE.fullmatch(w) or w.startswith(("-", ".")):
+            elif not re.fullmatch(_SERVICE, w) or w.startswith(("-", ".")):
                 self.problem(
                     "START",
                     f"{w!r} is neither a service name ([A-Za-z0-9_.@+-], not starting with "
@@ -539,7 +541,7 @@ class _Parser:
             )
         for option in options:
             name = option.partition("=")[0]
-            if not _MOUNT_OPTION.fullmatch(option) or name not in _TMPFS_OPTIONS:
+            if not re.fullmatch(_MOUNT_OPTION, option) or name not in _TMPFS_OPTIONS:
                 self.problem(
                     "RAM_SIZE",
                     f"{option!r} after the size is not a tmpfs mount option "
@@ -596,7 +598,7 @@ class _Parser:
                 if not tag_text.isascii() or not tag_text.isdigit():
                     self.problem("CABLES", f"{spec!r} VLAN tag {tag_text!r} is not a number")
                     continue
-                if not _VLAN_TAG.fullmatch(tag_text) or not 1 <= int(tag_text) <= 4094:
+                if not re.fullmatch(_VLAN_TAG, tag_text) or not 1 <= int(tag_text) <= 4094:
                     self.problem("CABLES", f"{spec!r} VLAN tag must be 1-4094")
                     continue
                 tag = int(tag_text)
@@ -695,7 +697,7 @@ def _host_path(value: str, base: Path | None) -> Path | None:
 
 def _mac(text: str) -> str | None:
     parts = text.split(":")
-    if len(parts) != 6 or not all(_MAC_OCTET.fullmatch(p) for p in parts):
+    if len(parts) != 6 or not all(re.fullmatch(_MAC_OCTET, p) for p in parts):
         return None
     return ":".join(f"{int(p, 16):02x}" for p in parts)
 

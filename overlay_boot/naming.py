@@ -179,7 +179,7 @@ def name_from_argument(text: str) -> str | None:
     return name if name is not None and is_valid_name(name) else None
 
 
-_MACHINE_LABEL = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*")
+_MACHINE_LABEL = r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"  # compiled when first used (machined)
 MACHINE_NAME_MAX = 64
 
 
@@ -187,4 +187,4 @@ def machine_name_ok(name: str) -> bool:
     """Whether systemd-machined takes NAME as a machine name (its hostname rules: labels of
     letters, digits and inner '-', separated by single dots; at most 64 bytes)."""
     return (len(name.encode("utf-8", "surrogateescape")) <= MACHINE_NAME_MAX
-            and all(_MACHINE_LABEL.fullmatch(label) for label in name.split(".")))
+            and all(re.fullmatch(_MACHINE_LABEL, label) for label in name.split(".")))
