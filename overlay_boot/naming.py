@@ -44,6 +44,8 @@ def name_problem(name: str) -> str | None:
         return f"name {name!r} cannot name a network namespace (/run/netns/{name})"
     if name.startswith("-"):
         return f"name {name!r} must not start with '-' (commands would take it for an option)"
+    if _UNIT_KEEP.issuperset(raw):
+        return None  # the usual NAME (letters, digits, ":_.-"): its unit name is short too
     for c in name:
         if c == "/":
             return f"name {name!r} contains '/', which no file name (/run/netns/NAME) can hold"
