@@ -117,6 +117,8 @@ def ifname_problem(ifname: str) -> str | None:
         return f"interface name {ifname!r} is longer than {IFNAME_MAX} bytes"
     if ifname in (".", ".."):
         return f"interface name {ifname!r} is not allowed"
+    if _IFNAME_PLAIN.issuperset(raw):
+        return None  # the usual name (letters, digits, "_.-"): no character to look at
     for c in ifname:
         if c in "/:" or c.isspace() or not c.isprintable():
             return f"interface name {ifname!r} contains {c!r}"
@@ -129,6 +131,7 @@ def ifname_problem(ifname: str) -> str | None:
 # except '\\' (the escape character itself). '-' stays too, so NAME web-1 keeps its unit
 # overlay-boot@web-1.service (systemd-escape would write web\\x2d1: %i passes both as given).
 _UNIT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-")
+_IFNAME_PLAIN = _UNIT_KEEP - frozenset(b":")  # bytes an interface name may always hold
 
 
 def escape_instance(name: str) -> str:
