@@ -301,14 +301,16 @@ def base_dir(path: Path, real_path: str | None = None) -> str:
 MAX_SIZE = 1 << 20
 
 
-def _read_text(path: Path) -> str:
-    """The file's text; refuses FIFOs, devices and huge files rather than hang on them."""
+def read_config(path: Path) -> tuple[str, os.stat_result]:
+    """The text of the config file at PATH (see `read_config_fd`: FIFOs, devices and huge
+    files are refused rather than hung on) and the status of the file read (its fstat: the
+    generator's list of configs records it)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ConfigError(Problem(str(path), f"cannot read: {e.strerror or e}")) from None
     try:
-        return read_config_fd(fd, str(path))
+        return _read_fd(fd, str(path))
     finally:
         os.close(fd)
 
@@ -316,6 +318,10 @@ def _read_text(path: Path) -> str:
 def read_config_fd(fd: int, where: str) -> str:
     """The text of the config file open at FD (named WHERE in messages): a regular file of at
     most MAX_SIZE bytes, UTF-8 without NUL bytes."""
+    return _read_fd(fd, where)[0]
+
+
+def _read_fd(fd: int, where: str) -> tuple[str, os.stat_result]:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -346,7 +352,7 @@ def read_config_fd(fd: int, where: str) -> str:
                    "to the kernel; remove it", line=line))
     # Bytes that are not UTF-8 (a Latin-1 comment, a path in another encoding) are carried
     # through as they are, as 1.6.4's sed and read did: paths reach the kernel as bytes.
-    return data.decode("utf-8", "surrogateescape")
+    return data.decode("utf-8", "surrogateescape"), st
 
 
 def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignment], list[str]]:
@@ -716,7 +722,7 @@ def load_config(path: str | Path, *, run: Runner | None = None, command_timeout:
     """
     abspath = absolute(path)
     if text is None:
-        text = _read_text(abspath)
+        text = read_config(abspath)[0]
     p = _Parser(abspath, run, command_timeout, real_dirs)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from overlay_boot import capabilities as caps
 from overlay_boot import discovery, knownlist, naming, unitfile
-from overlay_boot.config import Config, absolute, load_config
+from overlay_boot.config import Config, absolute, load_config, read_config
 from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
 from overlay_boot.record import Record
 
@@ -63,6 +64,8 @@ class Result(Record):
     messages: tuple[Message, ...]
     generated: tuple[Config, ...]
     parsed: tuple[tuple[Config, Path], ...] = ()  # every config that parsed, as listed
+    # The status (fstat) of each config file as it was read, by its path as listed.
+    statuses: Mapping[str, os.stat_result] = MappingProxyType({})
 
     @property
     def failed(self) -> bool:
@@ -247,7 +250,13 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
     """Everything the generator would write, and what it has to say. Never raises for a
     config: each problem becomes a message and that config is skipped."""
     real_dirs: dict[str, str] = {}  # the few directories hundreds of BASEs are in
-    load = load or (lambda p: load_config(p, real_dirs=real_dirs))
+    statuses: dict[str, os.stat_result] = {}
+
+    def read_and_load(path: Path) -> Config:
+        text, statuses[str(path)] = read_config(path)  # knownlist needs no stat of its own
+        return load_config(path, text=text, real_dirs=real_dirs)
+
+    load = load or read_and_load
     template = template or template_path()
     messages: list[Message] = []
     outputs: list[Output] = []
@@ -294,7 +303,8 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: {e}; skipped"))
             continue
         generated.append(config)
-    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed))
+    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed),
+                  MappingProxyType(statuses))
 
 
 def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
@@ -494,7 +504,7 @@ def _main(args: list[str], template: str) -> int:
         log(m)
     failed = write(result.outputs, dest)
     try:  # for the starts' masks of other subhosts (without it, each start parses them)
-        knownlist.write(str(dest), result.parsed)
+        knownlist.write(str(dest), result.parsed, result.statuses)
     except OSError as e:
         log(Message(WARNING, f"{dest}: cannot write {knownlist.NAME}: {e}"))
     for m in failed:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from overlay_boot import discovery
@@ -86,19 +86,24 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def render(parsed: Iterable[tuple[Config, Path]]) -> bytes:
-    """The list of every config that parsed (duplicates of a NAME included)."""
+def render(parsed: Iterable[tuple[Config, Path]],
+           statuses: Mapping[str, os.stat_result] | None = None) -> bytes:
+    """The list of every config that parsed (duplicates of a NAME included). STATUSES: each
+    config file's status as it was read (before it was parsed: a change after that shows as
+    another ctime), by its path; a file not in it is stat'ed here."""
     recent = time.time_ns() - RECENT_NS
     too_recent = TOO_RECENT.decode()
     # Each file's and each config's fields as one NUL-terminated text, encoded at once.
     files: list[str] = []
     configs: list[str] = []
     for config, where in parsed:
-        try:
-            st = os.stat(where)
-        except OSError:
-            continue
         name = str(where)
+        st = statuses.get(name) if statuses else None
+        if st is None:
+            try:
+                st = os.stat(where)
+            except OSError:
+                continue
         files.append(f"{name}\0{too_recent if st.st_ctime_ns >= recent else st.st_ctime_ns}\0")
         ids = config.userns
         configs.append("\0".join((
@@ -111,11 +116,12 @@ def render(parsed: Iterable[tuple[Config, Path]]) -> bytes:
         f"{len(files)}\0{''.join(files)}{len(configs)}\0{''.join(configs)}")
 
 
-def write(directory: str, parsed: Iterable[tuple[Config, Path]]) -> None:
+def write(directory: str, parsed: Iterable[tuple[Config, Path]],
+          statuses: Mapping[str, os.stat_result] | None = None) -> None:
     """Write the list into the generator's output DIRECTORY (0600, by a rename)."""
     target = os.path.join(directory, NAME)
     temporary = os.path.join(directory, f".{NAME}.new")
-    data = render(parsed)
+    data = render(parsed, statuses)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
                  | os.O_NOFOLLOW, 0o600)
     try:
