@@ -161,7 +161,9 @@ _FILTERED_WITH = frozenset(("sys_time", "sys_module", "sys_rawio", "sys_boot", "
 
 def capability_lines(grant: caps.Grant) -> list[str]:
     """What the unit must give back for CAPABILITIES= (README "Security model")."""
-    if not (grant.names or grant.everything) or not grant.added:
+    if not grant.names and not grant.everything:  # no CAPABILITIES= (most configs)
+        return []
+    if not grant.added:
         return []
     wanted = UNIT_DROPPED_CAPABILITIES if grant.everything else \
         [n for n in grant.added if n in UNIT_DROPPED_CAPABILITIES]
