@@ -52,6 +52,7 @@ KNOWN = (
     "NAME", "BASE", "LIVE", "UPPER", "WORK", "LOWER", "CABLES", "START", "RAM_SIZE",
     "SHARE", "PREMOUNT", "POSTMOUNT", "INIT", "LOG", "CAPABILITIES", "USERNS",
 )
+_KNOWN = frozenset(KNOWN)
 # Order in which `!` commands run (they may have side effects, e.g. overlay-diskfile mounts):
 # BASE first, because every other command runs in it.
 _EVAL_ORDER = (
@@ -72,11 +73,13 @@ _RAM_SIZE = re.compile(r"(?:0[xX][0-9A-Fa-f]+|[0-9]+)[kKmMgGtTpPeE]?|[0-9]+%")
 # What tmpfs takes besides size= (Documentation/filesystems/tmpfs.rst), 1.6.4 passed them on.
 _TMPFS_OPTIONS = frozenset(("nr_inodes", "nr_blocks", "mode", "uid", "gid", "huge", "mpol",
                             "inode32", "inode64", "noswap", "noatime"))
-_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?")
-_SERVICE = re.compile(r"[A-Za-z0-9_.@+-]+")
-_MAC_OCTET = re.compile(r"[0-9A-Fa-f]{1,2}")
-_VLAN_TAG = re.compile(r"[1-9][0-9]{0,3}")
-_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() takes "¹" too
+# Patterns of values most configs do not have: compiled (and cached by re) when first used,
+# not at every import (every start and the generator import this module).
+_MOUNT_OPTION = r"[A-Za-z0-9_]+(?:=[A-Za-z0-9_.:%+-]*)?"
+_SERVICE = r"[A-Za-z0-9_.@+-]+"
+_MAC_OCTET = r"[0-9A-Fa-f]{1,2}"
+_VLAN_TAG = r"[1-9][0-9]{0,3}"
+_DIGITS = r"[0-9]+"  # ASCII only: str.isdigit() takes "¹" too
 
 
 class Cable(Record):
@@ -141,7 +144,7 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     if value in ("", "no"):
         return None, None
     base_text, colon, count_text = value.partition(":")
-    if not _DIGITS.fullmatch(base_text) or (colon and not _DIGITS.fullmatch(count_text)):
+    if not re.fullmatch(_DIGITS, base_text) or (colon and not re.fullmatch(_DIGITS, count_text)):
         return None, (f"{value!r} is not 'no' or BASE[:COUNT] (decimal host uid/gid BASE, "
                       "COUNT ids, 65536 by default)")
     ids = IdRange(int(base_text), int(count_text) if colon else 65536)
@@ -153,6 +156,9 @@ def parse_userns(value: str) -> tuple[IdRange | None, str | None]:
     if ids.end > _ID_LIMIT - 1:
         return None, f"the range {ids.base}..{ids.end - 1} goes past the last uid {_ID_LIMIT - 2}"
     return ids, None
+
+
+NO_GRANT = caps.Grant()  # CAPABILITIES= not given: one shared record (they are frozen)
 
 
 class Config(Record):
@@ -179,7 +185,7 @@ class Config(Record):
     postmount: str | None = None
     init: str | None = None
     log: Path | None = None
-    capabilities: caps.Grant = caps.Grant()  # CAPABILITIES=: beyond the default
+    capabilities: caps.Grant = NO_GRANT  # CAPABILITIES=: beyond the default
     userns: IdRange | None = None  # USERNS=: the subhost's own user namespace, None for "no"
     warnings: tuple[str, ...] = ()
     lines: Mapping[str, int] = MappingProxyType({})  # immutable: one shared default
@@ -258,6 +264,26 @@ def absolute(path: str | Path) -> Path:
     return Path(os.path.join(os.getcwd(), text))
 
 
+def real_dir(path: str, known: dict[str, str]) -> str:
+    """``os.path.realpath(PATH)``, remembered in KNOWN (one generator run resolves the same
+    few directories for hundreds of configs: /etc/overlay-boot, /srv)."""
+    real = known.get(path)
+    if real is None:
+        real = known[path] = os.path.realpath(path)
+    return real
+
+
+def canonical(path: str, known: dict[str, str] | None = None) -> str:
+    """``os.path.realpath(PATH)``. With KNOWN (see `real_dir`) the directory is resolved once
+    and only PATH's last component is looked at: the same answer, as realpath resolves the
+    components in order."""
+    head, tail = os.path.split(path)
+    if known is None or tail in ("", ".", "..") or not head.startswith("/"):
+        return os.path.realpath(path)
+    real = os.path.join(real_dir(head, known), tail)
+    return os.path.realpath(real) if os.path.islink(real) else real
+
+
 def base_dir(path: Path, real_path: str | None = None) -> str:
     """The directory a relative BASE starts from: the config path's own directory as given
     (1.6.4: ``cd $(dirname $CONFIG)``), so symlinks to one template config in several subhost
@@ -275,14 +301,16 @@ def base_dir(path: Path, real_path: str | None = None) -> str:
 MAX_SIZE = 1 << 20
 
 
-def _read_text(path: Path) -> str:
-    """The file's text; refuses FIFOs, devices and huge files rather than hang on them."""
+def read_config(path: Path) -> tuple[str, os.stat_result]:
+    """The text of the config file at PATH (see `read_config_fd`: FIFOs, devices and huge
+    files are refused rather than hung on) and the status of the file read (its fstat: the
+    generator's list of configs records it)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ConfigError(Problem(str(path), f"cannot read: {e.strerror or e}")) from None
     try:
-        return read_config_fd(fd, str(path))
+        return _read_fd(fd, str(path))
     finally:
         os.close(fd)
 
@@ -290,6 +318,10 @@ def _read_text(path: Path) -> str:
 def read_config_fd(fd: int, where: str) -> str:
     """The text of the config file open at FD (named WHERE in messages): a regular file of at
     most MAX_SIZE bytes, UTF-8 without NUL bytes."""
+    return _read_fd(fd, where)[0]
+
+
+def _read_fd(fd: int, where: str) -> tuple[str, os.stat_result]:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -320,7 +352,7 @@ def read_config_fd(fd: int, where: str) -> str:
                    "to the kernel; remove it", line=line))
     # Bytes that are not UTF-8 (a Latin-1 comment, a path in another encoding) are carried
     # through as they are, as 1.6.4's sed and read did: paths reach the kernel as bytes.
-    return data.decode("utf-8", "surrogateescape")
+    return data.decode("utf-8", "surrogateescape"), st
 
 
 def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignment], list[str]]:
@@ -330,7 +362,7 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
     warnings: list[str] = []
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
-        m = _SHARE_ASSIGN.match(line)
+        m = _SHARE_ASSIGN.match(line) if line.startswith("SHARE") else None
         if m:  # SHARE never runs a command: its value is always read literally
             shares.append(_Assignment(read_value(m.group(1).strip(_BLANKS)), number))
             continue
@@ -341,7 +373,7 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
         command = value.startswith("!")
         if not command:
             value = read_value(value)
-        if var not in KNOWN:
+        if var not in _KNOWN:
             warnings.append(f"{path}:{number}: unknown variable {var} ignored")
         elif var in first:
             warnings.append(
@@ -358,8 +390,10 @@ def _scan(text: str, path: str) -> tuple[dict[str, _Assignment], list[_Assignmen
 
 
 class _Parser:
-    def __init__(self, path: Path, run: Runner | None, timeout: float):
+    def __init__(self, path: Path, run: Runner | None, timeout: float,
+                 real_dirs: dict[str, str] | None = None):
         self.path = path
+        self.real_dirs = real_dirs
         self.where = str(path)
         self.run = run
         self.timeout = timeout
@@ -395,7 +429,8 @@ class _Parser:
             else:
                 self.values[var] = a.value
             if var == "BASE" and var in self.values:
-                self.base = Path(os.path.realpath(os.path.join(config_dir, self.values[var])))
+                self.base = Path(canonical(os.path.join(config_dir, self.values[var]),
+                                           self.real_dirs))
 
     def _evaluate(self, var: str, command: str, config_dir: str) -> None:
         if self.run is None:
@@ -451,19 +486,20 @@ class _Parser:
 
     # -- the other variables --------------------------------------------------------------
 
-    def name_of(self) -> str:
+    def name_of(self) -> tuple[str, bool]:
+        """NAME, and whether it is usable."""
         if "NAME" in self.values:
             name = self.values["NAME"]
             why = naming.name_problem(name)
             if why:
                 self.problem("NAME", f"{why}: give another NAME")
-            return name
+            return name, why is None
         name = naming.name_from_file(self.path.name)
         why = naming.name_problem(name)
         if why and "NAME" not in self.unresolved:
             self.problem("NAME", f"{why}: the default NAME comes from the file name; "
                                  "give NAME=... or rename the file")
-        return name
+        return name, why is None
 
     def start_of(self, warnings: list[str]) -> tuple[str, ...]:
         """START's words, each without one pair of surrounding quotes (1.6.4 pasted START into
@@ -487,7 +523,7 @@ class _Parser:
             elif w.startswith("/"):
                 if "\0" in w:
                     self.problem("START", f"{w!r} is not a usable path")
-            elif not _SERVICE.fullmatch(w) or w.startswith(("-", ".")):
+            elif not re.fullmatch(_SERVICE, w) or w.startswith(("-", ".")):
                 self.problem(
                     "START",
                     f"{w!r} is neither a service name ([A-Za-z0-9_.@+-], not starting with "
@@ -511,7 +547,7 @@ class _Parser:
             )
         for option in options:
             name = option.partition("=")[0]
-            if not _MOUNT_OPTION.fullmatch(option) or name not in _TMPFS_OPTIONS:
+            if not re.fullmatch(_MOUNT_OPTION, option) or name not in _TMPFS_OPTIONS:
                 self.problem(
                     "RAM_SIZE",
                     f"{option!r} after the size is not a tmpfs mount option "
@@ -523,10 +559,10 @@ class _Parser:
         """CAPABILITIES= is read literally: a grant of power is never computed by a command."""
         a = self.first.get("CAPABILITIES")
         if a is None or not a.value:
-            return caps.Grant()
+            return NO_GRANT
         if a.command:
             self.problem("CAPABILITIES", "CAPABILITIES is never a command: list the names")
-            return caps.Grant()
+            return NO_GRANT
         grant, why = caps.parse(a.value)
         if why:
             self.problem("CAPABILITIES", why)
@@ -568,7 +604,7 @@ class _Parser:
                 if not tag_text.isascii() or not tag_text.isdigit():
                     self.problem("CABLES", f"{spec!r} VLAN tag {tag_text!r} is not a number")
                     continue
-                if not _VLAN_TAG.fullmatch(tag_text) or not 1 <= int(tag_text) <= 4094:
+                if not re.fullmatch(_VLAN_TAG, tag_text) or not 1 <= int(tag_text) <= 4094:
                     self.problem("CABLES", f"{spec!r} VLAN tag must be 1-4094")
                     continue
                 tag = int(tag_text)
@@ -610,9 +646,8 @@ class _Parser:
             i = len(cables)
             cables.append(Cable(i, naming.host_if(name, i), naming.sub_if(i), bridge or None,
                                 mac, line))
-        if name_ok:
-            for ifname in [c.host_if for c in cables] + [c.sub_if for c in cables] + \
-                    [v.host_if for v in vlans] + [v.sub_if for v in vlans]:
+        if name_ok:  # the subhost's ends (eth<i>, eth<i>.<tag>) are short enough whatever NAME is
+            for ifname in [*(c.host_if for c in cables), *(v.host_if for v in vlans)]:
                 why = naming.ifname_problem(ifname)
                 if why:
                     self.problem(
@@ -655,35 +690,40 @@ class _Parser:
         return tuple(result)
 
 
+_ROOT = Path("/")
+
+
 def _host_path(value: str, base: Path | None) -> Path | None:
     """VALUE as a host path, relative to BASE (None when BASE is unknown). Not normalised:
     ``lnk/../x`` is where the kernel finds it, after following ``lnk``."""
     if value.startswith("/"):
-        return Path(value)
+        return _ROOT if value == "/" else Path(value)  # "/": LOWER's default, in every config
     return None if base is None else base / value  # as Path(os.path.join(…)), a third the cost
 
 
 def _mac(text: str) -> str | None:
     parts = text.split(":")
-    if len(parts) != 6 or not all(_MAC_OCTET.fullmatch(p) for p in parts):
+    if len(parts) != 6 or not all(re.fullmatch(_MAC_OCTET, p) for p in parts):
         return None
     return ":".join(f"{int(p, 16):02x}" for p in parts)
 
 
 def load_config(path: str | Path, *, run: Runner | None = None, command_timeout: float = 30.0,
-                text: str | None = None, real_path: str | None = None) -> Config:
+                text: str | None = None, real_path: str | None = None,
+                real_dirs: dict[str, str] | None = None) -> Config:
     """Parse the config file at ``path``; raise `ConfigError` with every problem found.
 
     ``!`` commands are run by RUN (`proc.run_command`), each within COMMAND_TIMEOUT seconds;
     ``run=None`` never runs them (the generator, every command that only reads a config): see
     `Config`. This reads the file by path and checks nothing about who may write it: a
     command that runs ``!`` values as root gets TEXT and REAL_PATH from `trust.load_trusted`,
-    which checks first.
+    which checks first. REAL_DIRS remembers resolved directories across the calls of one
+    generator run (`real_dir`).
     """
     abspath = absolute(path)
     if text is None:
-        text = _read_text(abspath)
-    p = _Parser(abspath, run, command_timeout)
+        text = read_config(abspath)[0]
+    p = _Parser(abspath, run, command_timeout, real_dirs)
     first, share_lines, warnings = _scan(text, str(abspath))
     p.first = first
 
@@ -697,8 +737,7 @@ def load_config(path: str | Path, *, run: Runner | None = None, command_timeout:
             and not any(x.variable == "BASE" for x in p.problems):
         p.problem("BASE", "BASE is required (the subhost's base directory)")
 
-    name = p.name_of()
-    name_ok = naming.name_problem(name) is None
+    name, name_ok = p.name_of()
     live = p.path_of("LIVE", base, "live")
     upper = p.path_of("UPPER", base, "root")
     work = p.path_of("WORK", base, "work")

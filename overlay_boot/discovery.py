@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from overlay_boot import naming
-from overlay_boot.config import MAX_SIZE, base_dir, read_value
+from overlay_boot.config import MAX_SIZE, base_dir, read_value, real_dir
 from overlay_boot.errors import ConfigError, Problem
 from overlay_boot.record import Record
 
@@ -110,12 +110,8 @@ def _identity(path: Path, real_dirs: dict[str, str] | None = None) -> object:
     except OSError:
         return os.path.realpath(path)
     parent = os.path.dirname(path)  # base_dir of a config that is no symlink
-    if real_dirs is None:
-        return (st.st_dev, st.st_ino, os.path.realpath(parent))
-    real = real_dirs.get(parent)
-    if real is None:
-        real = real_dirs[parent] = os.path.realpath(parent)
-    return (st.st_dev, st.st_ino, real)
+    return (st.st_dev, st.st_ino,
+            os.path.realpath(parent) if real_dirs is None else real_dir(parent, real_dirs))
 
 
 def discover(*, dirs: Iterable[Path] | None = None, subhosts: Path | None = None,

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from overlay_boot import capabilities as caps
 from overlay_boot import discovery, knownlist, naming, unitfile
-from overlay_boot.config import Config, absolute, load_config
+from overlay_boot.config import Config, absolute, load_config, read_config
 from overlay_boot.errors import EX_USAGE, ConfigError, Problem, printable
 from overlay_boot.record import Record
 
@@ -63,6 +64,8 @@ class Result(Record):
     messages: tuple[Message, ...]
     generated: tuple[Config, ...]
     parsed: tuple[tuple[Config, Path], ...] = ()  # every config that parsed, as listed
+    # The status (fstat) of each config file as it was read, by its path as listed.
+    statuses: Mapping[str, os.stat_result] = MappingProxyType({})
 
     @property
     def failed(self) -> bool:
@@ -165,6 +168,8 @@ _FILTERED_WITH = frozenset(("sys_time", "sys_module", "sys_rawio", "sys_boot", "
 
 def capability_lines(grant: caps.Grant) -> list[str]:
     """What the unit must give back for CAPABILITIES= (README "Security model")."""
+    if not grant.names and not grant.everything:  # no CAPABILITIES= (most configs)
+        return []
     if not grant.added:
         return []
     wanted = UNIT_DROPPED_CAPABILITIES if grant.everything else \
@@ -253,7 +258,14 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
              load: Callable[[Path], Config] | None = None) -> Result:
     """Everything the generator would write, and what it has to say. Never raises for a
     config: each problem becomes a message and that config is skipped."""
-    load = load or (lambda p: load_config(p))
+    real_dirs: dict[str, str] = {}  # the few directories hundreds of BASEs are in
+    statuses: dict[str, os.stat_result] = {}
+
+    def read_and_load(path: Path) -> Config:
+        text, statuses[str(path)] = read_config(path)  # knownlist needs no stat of its own
+        return load_config(path, text=text, real_dirs=real_dirs)
+
+    load = load or read_and_load
     template = template or template_path()
     messages: list[Message] = []
     outputs: list[Output] = []
@@ -300,7 +312,8 @@ def generate(*, dirs: Sequence[Path] | None = None, subhosts: Path | None = None
             messages.append(Message(ERR, f"{f.path}: {e}; skipped"))
             continue
         generated.append(config)
-    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed))
+    return Result(tuple(outputs), tuple(messages), tuple(generated), tuple(parsed),
+                  MappingProxyType(statuses))
 
 
 def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
@@ -311,8 +324,9 @@ def write(outputs: Sequence[Output], dest: Path) -> list[Message]:
     subhosts saves its system calls.)"""
     failed: list[Message] = []
     made: set[str] = set()
+    where = os.fspath(dest)
     for out in outputs:
-        target = os.path.join(dest, out.relpath)
+        target = os.path.join(where, out.relpath)
         parent = os.path.dirname(target)
         try:
             if parent not in made:
@@ -372,9 +386,11 @@ def _write_text(data: bytes, target: str) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    written = os.write(fd, data)
+    if written < len(data):  # rarely: a drop-in is far smaller than a page
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:
@@ -497,7 +513,7 @@ def _main(args: list[str], template: str) -> int:
         log(m)
     failed = write(result.outputs, dest)
     try:  # for the starts' masks of other subhosts (without it, each start parses them)
-        knownlist.write(str(dest), result.parsed)
+        knownlist.write(str(dest), result.parsed, result.statuses)
     except OSError as e:
         log(Message(WARNING, f"{dest}: cannot write {knownlist.NAME}: {e}"))
     for m in failed:

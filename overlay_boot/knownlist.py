@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from overlay_boot import discovery
@@ -82,38 +82,46 @@ def _sources() -> list[bytes]:
         [os.fsencode(discovery.subhosts_conf())]
 
 
-def _field(value: object) -> bytes:
-    return b"" if value is None else os.fsencode(str(value))
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
-def render(parsed: Iterable[tuple[Config, Path]]) -> bytes:
-    """The list of every config that parsed (duplicates of a NAME included)."""
+def render(parsed: Iterable[tuple[Config, Path]],
+           statuses: Mapping[str, os.stat_result] | None = None) -> bytes:
+    """The list of every config that parsed (duplicates of a NAME included). STATUSES: each
+    config file's status as it was read (before it was parsed: a change after that shows as
+    another ctime), by its path; a file not in it is stat'ed here."""
     recent = time.time_ns() - RECENT_NS
-    files: list[bytes] = []
-    configs: list[bytes] = []
+    too_recent = TOO_RECENT.decode()
+    # Each file's and each config's fields as one NUL-terminated text, encoded at once.
+    files: list[str] = []
+    configs: list[str] = []
     for config, where in parsed:
-        try:
-            st = os.stat(where)
-        except OSError:
-            continue
-        name = os.fsencode(where)
-        files += [name, TOO_RECENT if st.st_ctime_ns >= recent else str(st.st_ctime_ns).encode()]
+        name = str(where)
+        st = statuses.get(name) if statuses else None
+        if st is None:
+            try:
+                st = os.stat(where)
+            except OSError:
+                continue
+        files.append(f"{name}\0{too_recent if st.st_ctime_ns >= recent else st.st_ctime_ns}\0")
         ids = config.userns
-        configs += [name, str(st.st_dev).encode(), str(st.st_ino).encode(),
-                    *(_field(v) for v in (config.name, config.base, config.upper,
-                                          config.work, config.live)),
-                    b"" if ids is None else f"{ids.base}:{ids.count}".encode()]
+        configs.append("\0".join((
+            name, str(st.st_dev), str(st.st_ino), config.name, _text(config.base),
+            _text(config.upper), _text(config.work), _text(config.live),
+            "" if ids is None else f"{ids.base}:{ids.count}", "")))
     sources = [x for s in _sources() for x in (s, _ctime(s, recent))]
-    fields = [MAGIC, str(len(sources) // 2).encode(), *sources,
-              str(len(files) // 2).encode(), *files, str(len(configs) // 9).encode(), *configs]
-    return b"".join(f + b"\0" for f in fields)
+    head = [MAGIC, str(len(sources) // 2).encode(), *sources]
+    return b"".join(f + b"\0" for f in head) + os.fsencode(
+        f"{len(files)}\0{''.join(files)}{len(configs)}\0{''.join(configs)}")
 
 
-def write(directory: str, parsed: Iterable[tuple[Config, Path]]) -> None:
+def write(directory: str, parsed: Iterable[tuple[Config, Path]],
+          statuses: Mapping[str, os.stat_result] | None = None) -> None:
     """Write the list into the generator's output DIRECTORY (0600, by a rename)."""
     target = os.path.join(directory, NAME)
     temporary = os.path.join(directory, f".{NAME}.new")
-    data = render(parsed)
+    data = render(parsed, statuses)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
                  | os.O_NOFOLLOW, 0o600)
     try:

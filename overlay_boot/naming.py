@@ -44,6 +44,8 @@ def name_problem(name: str) -> str | None:
         return f"name {name!r} cannot name a network namespace (/run/netns/{name})"
     if name.startswith("-"):
         return f"name {name!r} must not start with '-' (commands would take it for an option)"
+    if _UNIT_KEEP.issuperset(raw):
+        return None  # the usual NAME (letters, digits, ":_.-"): its unit name is short too
     for c in name:
         if c == "/":
             return f"name {name!r} contains '/', which no file name (/run/netns/NAME) can hold"
@@ -115,6 +117,8 @@ def ifname_problem(ifname: str) -> str | None:
         return f"interface name {ifname!r} is longer than {IFNAME_MAX} bytes"
     if ifname in (".", ".."):
         return f"interface name {ifname!r} is not allowed"
+    if _IFNAME_PLAIN.issuperset(raw):
+        return None  # the usual name (letters, digits, "_.-"): no character to look at
     for c in ifname:
         if c in "/:" or c.isspace() or not c.isprintable():
             return f"interface name {ifname!r} contains {c!r}"
@@ -127,6 +131,7 @@ def ifname_problem(ifname: str) -> str | None:
 # except '\\' (the escape character itself). '-' stays too, so NAME web-1 keeps its unit
 # overlay-boot@web-1.service (systemd-escape would write web\\x2d1: %i passes both as given).
 _UNIT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-")
+_IFNAME_PLAIN = _UNIT_KEEP - frozenset(b":")  # bytes an interface name may always hold
 
 
 def escape_instance(name: str) -> str:
@@ -179,7 +184,7 @@ def name_from_argument(text: str) -> str | None:
     return name if name is not None and is_valid_name(name) else None
 
 
-_MACHINE_LABEL = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*")
+_MACHINE_LABEL = r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"  # compiled when first used (machined)
 MACHINE_NAME_MAX = 64
 
 
@@ -187,4 +192,4 @@ def machine_name_ok(name: str) -> bool:
     """Whether systemd-machined takes NAME as a machine name (its hostname rules: labels of
     letters, digits and inner '-', separated by single dots; at most 64 bytes)."""
     return (len(name.encode("utf-8", "surrogateescape")) <= MACHINE_NAME_MAX
-            and all(_MACHINE_LABEL.fullmatch(label) for label in name.split(".")))
+            and all(re.fullmatch(_MACHINE_LABEL, label) for label in name.split(".")))

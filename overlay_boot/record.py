@@ -19,6 +19,7 @@ class Record:
     _fields: tuple[str, ...] = ()
     _field_set: frozenset[str] = frozenset()
     _defaults: dict[str, object] = {}
+    _post_init = False  # whether the class has a __post_init__ of its own to call
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -28,24 +29,31 @@ class Record:
         cls._field_set = frozenset(cls._fields)
         cls._defaults = {name: getattr(cls, name) for name in cls._fields
                          if hasattr(cls, name)}
+        cls._post_init = cls.__post_init__ is not Record.__post_init__
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        # The generator makes thousands of records: the usual calls (every field by
+        # position, or by name) take the short ways.
         cls = type(self)
-        if args:
-            names = cls._fields
-            if len(args) > len(names) or not kwargs.keys().isdisjoint(names[:len(args)]):
-                raise TypeError(f"{cls.__name__}() takes {len(names)} fields, given "
-                                f"{len(args)} by position and {', '.join(kwargs)} by name")
-            kwargs.update(zip(names, args, strict=False))  # the first fields; the rest by name
-        # every field given (as the parser makes a Config): no defaults to merge
-        values = kwargs if len(kwargs) == len(cls._fields) else {**cls._defaults, **kwargs}
-        if values.keys() != cls._field_set:
-            unknown = ", ".join(n for n in values if n not in cls._field_set)
-            missing = ", ".join(n for n in cls._fields if n not in values)
-            raise TypeError(f"{cls.__name__}(): unexpected fields {unknown or '-'}, "
-                            f"missing fields {missing or '-'}")
+        names = cls._fields
+        if args and not kwargs and len(args) == len(names):
+            values = dict(zip(names, args, strict=True))
+        else:
+            if args:
+                if len(args) > len(names) or not kwargs.keys().isdisjoint(names[:len(args)]):
+                    raise TypeError(f"{cls.__name__}() takes {len(names)} fields, given "
+                                    f"{len(args)} by position and {', '.join(kwargs)} by name")
+                kwargs.update(zip(names, args, strict=False))  # the first; the rest by name
+            # every field given (as the parser makes a Config): no defaults to merge
+            values = kwargs if len(kwargs) == len(names) else {**cls._defaults, **kwargs}
+            if values.keys() != cls._field_set:
+                unknown = ", ".join(n for n in values if n not in cls._field_set)
+                missing = ", ".join(n for n in names if n not in values)
+                raise TypeError(f"{cls.__name__}(): unexpected fields {unknown or '-'}, "
+                                f"missing fields {missing or '-'}")
         self.__dict__.update(values)
-        self.__post_init__()
+        if cls._post_init:
+            self.__post_init__()
 
     def __post_init__(self) -> None:
         """Called at the end of ``__init__``, as a dataclass's; may set fields with

@@ -14,7 +14,7 @@ import re
 _KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.")
 # Characters a setting value may hold without quotes (no whitespace, quotes, '\' or specifiers).
 _PLAIN = re.compile(r"[A-Za-z0-9/._+@:,=~^%-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = r"[\x00-\x1f\x7f]"  # compiled when first needed: plain text never is
 
 
 def escape_path(path: str) -> str:
@@ -56,7 +56,7 @@ def net_device_unit(ifname: str) -> str:
 
 def unit_value_problem(text: str) -> str | None:
     """Why ``text`` cannot be written into a unit file setting at all, or None."""
-    if _CONTROL.search(text):
+    if re.search(_CONTROL, text):
         return f"{text!r} contains a control character"
     try:
         text.encode("utf-8")
@@ -77,10 +77,10 @@ def quote(text: str) -> str:
     a backslash, which both the plain and the C-unescaping parsers read back the same. ``%`` is
     always doubled. Raises ValueError for control characters.
     """
+    if _PLAIN.fullmatch(text):  # printable ASCII only (the usual path): nothing to check
+        return specifiers(text)
     why = unit_value_problem(text)
     if why:
         raise ValueError(why)
     text = specifiers(text)
-    if _PLAIN.fullmatch(text):
-        return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

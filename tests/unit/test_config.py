@@ -175,6 +175,28 @@ def test_absolute_base_is_resolved(tmp_path: Path) -> None:
     assert load_config(conf).base == tmp_path / "real"
 
 
+def test_canonical_with_known_directories_is_realpath(tmp_path: Path) -> None:
+    """The generator resolves each BASE's directory once (`real_dir`): the answers are
+    os.path.realpath's, whatever the last component or the directory is."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "file").write_text("")
+    (tmp_path / "dirlink").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "last").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / "real" / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real" / "loop")
+    (tmp_path / "real" / "up").symlink_to("sub/..")
+    known: dict[str, str] = {}
+    for tail in ("sub", "last", "dangling", "loop", "up", "missing", "file/x", "sub/.",
+                 "sub/..", "sub/", "./sub", "last/../file", "up/sub", ""):
+        for head in (tmp_path / "real", tmp_path / "dirlink", tmp_path / "dirlink" / ".."):
+            path = f"{head}/{tail}"
+            assert config.canonical(path, known) == os.path.realpath(path), path
+            assert config.canonical(path) == os.path.realpath(path), path
+    assert known[str(tmp_path / "dirlink")] == str(tmp_path / "real")
+    for path in ("/", "//", "/srv", "//srv/x", "relative/x", "x"):
+        assert config.canonical(path, known) == os.path.realpath(path), path
+
+
 def test_relative_and_absolute_paths(tmp_path: Path) -> None:
     conf = write(tmp_path / "b" / "x.conf",
                  "BASE=..\nLIVE=/srv/x/live/\nUPPER=up//per\nWORK=./w/../work2\nLOG=x.log\n")

@@ -67,6 +67,22 @@ def test_the_generator_lists_every_parsed_config(host: Path) -> None:
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == 0
 
 
+def test_the_list_records_each_config_as_the_generator_read_it(host: Path) -> None:
+    """The generator keeps the fstat of each config it read (no second stat per config):
+    the list holds that file's identity, and a file edited since shows another ctime."""
+    result = generator.generate()
+    assert sorted(result.statuses) == sorted(str(p) for _, p in result.parsed)
+    for _, where in result.parsed:
+        st, now = result.statuses[str(where)], os.stat(where)
+        assert (st.st_dev, st.st_ino, st.st_ctime_ns) == (now.st_dev, now.st_ino, now.st_ctime_ns)
+    data = knownlist.render(result.parsed, result.statuses)
+    assert data == knownlist.render(result.parsed)  # the same as stat'ing each file
+    a = next(p for c, p in result.parsed if c.name == "a")
+    other = os.stat(host / "etc" / "b.conf")
+    moved = knownlist.render(result.parsed, {**result.statuses, str(a): other})
+    assert f"{a}\0{other.st_dev}\0{other.st_ino}\0a\0".encode() in moved
+
+
 def test_others_from_the_list_equal_others_from_parsing(host: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(host / "etc/a.conf")

@@ -11,6 +11,7 @@ from overlay_boot import naming
     "a", "xmpl", "mta-1", "A_b-C", "0", "abcdefghijkl", "_x",
     # 1.6.4 took these (c2): the kernel and every escaped use can carry them
     "web.1", "mail.example", "web@1", "a+b", "sübhöst", ".x", "abcdefghijklm", "a:b", "x" * 64,
+    "." + "x" * 63, "a" + ":" * 63,
 ])
 def test_valid_names(name: str) -> None:
     assert naming.is_valid_name(name)

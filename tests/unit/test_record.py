@@ -77,6 +77,8 @@ def test_replace_and_inheritance() -> None:
     assert p.y == 2
     assert record.fields(Point3) == ("x", "y", "label", "z")
     assert Point3(1, 2, z=3) == Point3(x=1, y=2, label=None, z=3)
+    assert Point3(1, 2, " b ", 4).label == "b"  # the parent's __post_init__ runs
+    assert Point3(x=1, y=2, label=" c ", z=4).label == "c"
     with pytest.raises(TypeError, match="unexpected fields w"):
         record.replace(p, w=1)
 
