@@ -383,11 +383,18 @@ def _problems(log: str, unit_dir: Path) -> list[str]:
             if str(unit_dir) in line and re.search(r"ignoring|Unknown|[Ff]ailed|not ", line)]
 
 
-def test_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
-    (unit_dir / "overlay-boot@web.service").symlink_to("overlay-boot@.service")
-    status, log = _analyze(unit_dir, "overlay-boot@web.service")
+def _verified_instance(unit_dir: Path, template: str) -> str:
+    """systemd-analyze verify's dump of TEMPLATE's instance "web"; fails on any problem."""
+    instance = template.replace("@.", "@web.")
+    (unit_dir / instance).symlink_to(template)
+    status, log = _analyze(unit_dir, instance)
     assert status == 0, log
     assert not _problems(log, unit_dir), log
+    return log
+
+
+def test_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
+    log = _verified_instance(unit_dir, "overlay-boot@.service")
     assert "Type: notify" in log
     assert "NotifyAccess: main" in log
     assert "KillMode: mixed" in log
@@ -401,10 +408,7 @@ def test_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
 
 
 def test_cleanup_template_passes_systemd_analyze_verify(unit_dir: Path) -> None:
-    (unit_dir / "overlay-boot-cleanup@web.service").symlink_to("overlay-boot-cleanup@.service")
-    status, log = _analyze(unit_dir, "overlay-boot-cleanup@web.service")
-    assert status == 0, log
-    assert not _problems(log, unit_dir), log
+    log = _verified_instance(unit_dir, "overlay-boot-cleanup@.service")
     assert "Type: oneshot" in log
     assert "overlay-stop --cleanup web" in log
 
