@@ -80,7 +80,7 @@ def other_subhost_dirs(config: Config) -> tuple[Path, ...]:
     # and parents cost ~25 ms per start with 100 known subhosts (issue #13).
     dirs = {str(Path(r.root)) for r in known.records}
     for other, _ in known.configs:
-        dirs.update(str(p) for p in (other.base, other.upper, other.work, other.live) if p)
+        dirs.update(p for p in (other.base, other.upper, other.work, other.live) if p)
     for own in (config.base, config.upper, config.work, config.live):
         if own:  # a mask on our own directory or one that holds it would hide our own tree
             dirs.difference_update(str(p) for p in (own, *own.parents))

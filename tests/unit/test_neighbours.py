@@ -12,9 +12,9 @@ from overlay_boot.config import load_config
 
 
 def _neighbour(name: str, base: Path, **dirs: Path) -> tuple[knownlist.Neighbour, Path]:
-    return knownlist.Neighbour(name, base, dirs.get("upper", base / "root"),
-                               dirs.get("work", base / "work"), dirs.get("live", base / "live"),
-                               None), base / f"{name}.conf"
+    return knownlist.Neighbour(name, str(base), str(dirs.get("upper", base / "root")),
+                               str(dirs.get("work", base / "work")),
+                               str(dirs.get("live", base / "live")), None), base / f"{name}.conf"
 
 
 def _record(name: str, root: str) -> state.Runtime:
