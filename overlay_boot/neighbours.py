@@ -13,7 +13,6 @@ the generator made of them (`knownlist`) while it is fresh, and parses them itse
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from overlay_boot import discovery, knownlist, state
@@ -93,7 +92,12 @@ def other_subhost_dirs(config: Config) -> tuple[Path, ...]:
                 shown.add(path if layer == "/" else path[len(layer):] or "/")
                 break
     # A mask on BASE hides the UPPER, WORK and LIVE inside it: one mount instead of four.
-    return tuple(sorted(Path(p) for p in shown if not any(a in shown for a in _parents(p))))
+    # In the order of Paths (component by component), what a directory holds follows it.
+    masks: list[str] = []
+    for path in sorted(shown, key=_components):
+        if not masks or not _within(path, masks[-1]):
+            masks.append(path)
+    return tuple(Path(p) for p in masks)
 
 
 def _within(path: str, directory: str) -> bool:
@@ -101,11 +105,9 @@ def _within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def _parents(path: str) -> Iterator[str]:
-    """The ancestors of the absolute normalised PATH, nearest first, as Path.parents."""
-    while path != "/" and path.startswith("/"):
-        path = os.path.dirname(path)
-        yield path
+def _components(path: str) -> list[str]:
+    """The sort key that orders absolute normalised paths as Path objects are ordered."""
+    return path.split("/")
 
 
 def _device(path: str | Path) -> int | None:
