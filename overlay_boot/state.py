@@ -174,10 +174,12 @@ def acquire(name: str) -> int:
     return fd
 
 
-def is_locked(name: str) -> bool:
-    """True while a supervisor of NAME (or a cleanup of it) holds its lock."""
+def is_locked(name: str, *, dir_fd: int | None = None) -> bool:
+    """True while a supervisor of NAME (or a cleanup of it) holds its lock. DIR_FD: a
+    descriptor of RUN_DIR (a pass over many names builds no path for each)."""
+    where = lock_path(name) if dir_fd is None else f"{name}.lock"
     try:
-        fd = os.open(lock_path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return False
     try:
@@ -298,13 +300,15 @@ def write(record: Runtime) -> None:
 MAX_RECORD = 256 * 1024  # bytes; a record is well under 1 KiB, more is not one of ours
 
 
-def read(name: str) -> Runtime | None:
+def read(name: str, *, dir_fd: int | None = None) -> Runtime | None:
     """NAME's record; None if there is none or it is not a sane one. Read through a
     descriptor (no symlink followed, a regular file, at most MAX_RECORD bytes): the D-Bus
-    service reads records whenever they change, and their content comes partly from PID 1."""
+    service reads records whenever they change, and their content comes partly from PID 1.
+    DIR_FD: a descriptor of RUN_DIR, as for ``is_locked``."""
+    where = runtime_path(name) if dir_fd is None else f"{name}.json"
     try:
-        fd = os.open(runtime_path(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | os.O_CLOEXEC)
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -337,19 +341,29 @@ def read(name: str) -> Runtime | None:
 
 def running() -> list[Runtime]:
     """Records of the subhosts whose supervisor is alive, by name."""
-    if not RUN_DIR.is_dir():
+    try:
+        dir_fd = open_run_dir()
+    except OSError:
         return []
     found = []
-    # os.listdir, not Path.glob: that compiles a regular expression on every start.
-    for entry in sorted(os.listdir(RUN_DIR)):
-        name, dot, suffix = entry.rpartition(".")
-        if not (dot and name and suffix == "json"):
-            continue
-        if is_locked(name):
-            record = read(name)
-            if record is not None:
-                found.append(record)
+    try:
+        # os.listdir, not Path.glob: that compiles a regular expression on every start.
+        for entry in sorted(os.listdir(dir_fd)):
+            name, dot, suffix = entry.rpartition(".")
+            if not (dot and name and suffix == "json"):
+                continue
+            if is_locked(name, dir_fd=dir_fd):
+                record = read(name, dir_fd=dir_fd)
+                if record is not None:
+                    found.append(record)
+    finally:
+        os.close(dir_fd)
     return found
+
+
+def open_run_dir() -> int:
+    """A descriptor of RUN_DIR, for ``is_locked``/``read`` of many names (OSError if absent)."""
+    return os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def remove(name: str, lock_fd: int) -> None:

@@ -223,7 +223,6 @@ class Supervisor:
         error = self._follow_status(read_fd)
         if self.handed_over:
             self._forget_pid1()
-            log.info(f"subhost {config.name} handed over to its PID 1 ({self.record.leader_pid})")
             return 0
         status = self._wait_pid1()
         if error:
@@ -340,7 +339,9 @@ class Supervisor:
         self.record = replace(self.record, state="running", supervisor_pid=self.record.leader_pid,
                               supervisor_start=self.record.leader_start)
         self._write_record()
-        log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1})")
+        # One line for a clean start: each costs the journal (100 starts at once, issue #13).
+        log.info(f"subhost {self.config.name} is running (PID 1 is {self.pid1}, the unit's "
+                 "main process from now on)")
         self._finish_registration()
         hand_over_to(self.pid1, f"Running subhost {self.config.name}")
         self.handed_over = True

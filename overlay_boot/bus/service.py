@@ -8,8 +8,8 @@ signals connected, the service releases its name and exits.
 
 What runs is learnt from the runtime records (``/run/overlay-boot/NAME.json`` whose lock a
 supervisor holds), looked at again whenever the runtime directory changes (inotify,
-``watch.py``), when systemd reports a job or a property change of an ``overlay-boot@`` unit,
-and before each incoming call; a record is re-read only when its file changed
+``watch.py``), when systemd reports the end of a job of an ``overlay-boot@`` unit or its
+removal, and before each incoming call; a record is re-read only when its file changed
 (``RunningRecords``). Each look that finds a difference is sent as signals (overlay-boot(8),
 "D-BUS SIGNALS"): ``InterfacesAdded``/``InterfacesRemoved`` of the
 ``org.freedesktop.DBus.ObjectManager`` on the manager's path when a subhost's object comes or
@@ -80,9 +80,11 @@ CONTROL_WORKERS = 16  # threads for talking to PID 1s (Run, OpenShell): their ow
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
 SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
-# systemd's signals that may mean a subhost came or went: they only trigger a rescan.
+# systemd's signals that may mean a subhost came or went: they only trigger a rescan. Not the
+# units' PropertiesChanged: a match rule cannot name our units only (it took every unit's, a
+# few kB each), and unmarshalling them was ~95 % of this service's CPU while subhosts start
+# (issue #13); what they said of ours, the runtime directory's inotify watch says too.
 UNIT_PREFIX = "overlay-boot@"
-UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/overlay_2dboot_40"  # bus-escaped prefix
 DBUS = "org.freedesktop.DBus"
 DBUS_PATH = "/org/freedesktop/DBus"
 SYSTEMD_MATCHES = (
@@ -90,9 +92,6 @@ SYSTEMD_MATCHES = (
     "member='JobRemoved'",
     f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',interface='{SYSTEMD_MANAGER}',"
     "member='UnitRemoved'",
-    f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
-    "member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit',"
-    "arg0='org.freedesktop.systemd1.Unit'",
 )
 
 
@@ -418,8 +417,6 @@ class Service:
             unit = msg.body[2] if msg.member == "JobRemoved" else msg.body[0]
             if isinstance(unit, str) and unit.startswith(UNIT_PREFIX):
                 self.rescan_soon()
-        elif msg.member == "PropertiesChanged" and (msg.path or "").startswith(UNIT_PATH_PREFIX):
-            self.rescan_soon()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -690,17 +687,27 @@ class RunningRecords:
         files = _record_files()
         for name in set(self.cache) - set(files):
             del self.cache[name]
-        found = []
-        for name, key in sorted(files.items()):
-            if not state.is_locked(name):
-                continue
-            cached = self.cache.get(name)
-            if cached is None or cached[0] != key:
-                record = state.read(name)
-                cached = (key, record if record is not None and record.name == name else None)
-                self.cache[name] = cached
-            if cached[1] is not None:
-                found.append(cached[1])
+        found: list[state.Runtime] = []
+        if not files:
+            return found
+        try:
+            dir_fd = state.open_run_dir()
+        except OSError:
+            return found
+        try:
+            for name, key in sorted(files.items()):
+                if not state.is_locked(name, dir_fd=dir_fd):
+                    continue
+                cached = self.cache.get(name)
+                if cached is None or cached[0] != key:
+                    record = state.read(name, dir_fd=dir_fd)
+                    cached = (key, record if record is not None and record.name == name
+                              else None)
+                    self.cache[name] = cached
+                if cached[1] is not None:
+                    found.append(cached[1])
+        finally:
+            os.close(dir_fd)
         return found
 
     def key_of(self, name: str) -> tuple[int, int, int]:

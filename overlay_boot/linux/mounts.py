@@ -584,10 +584,6 @@ def _share_attributes(source: Path, config: Any) -> int:
     return 0 if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else libc.MOUNT_ATTR_NODEV
 
 
-def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
-    return a == b or a in b.parents or b in a.parents
-
-
 def plan_inside(config: Any, journal_socket: Path | None = None,
                 hidden: Iterable[PurePosixPath] = (), userns_fd: int | None = None) -> list[Op]:
     """What goes into LIVE (SPEC §3); execute with ``root=config.live`` after ``plan_root``.
@@ -619,9 +615,13 @@ def plan_inside(config: Any, journal_socket: Path | None = None,
         # a syslog daemon started inside can replace it.
         ops.append(Symlink(_p("/dev/log"), str(_INSIDE_DEV_LOG)))
     own = [_p(p) for p in (config.base, config.upper, config.work, config.live) if p]
+    # Hundreds of hidden paths (one per other subhost) against a few: a set and prefixes, not
+    # pathlib's parents for each pair (~30 ms with 300 subhosts known, issue #13). No mask on a
+    # kept path or our own, nor on a directory that holds one, nor inside a kept one.
+    holding = {a for p in (*kept, *own) for a in (p, *p.parents)}
+    inside_kept = tuple(str(k).rstrip("/") + "/" for k in kept)
     for path in sorted(set(hidden)):
-        if not any(_overlaps(path, other) for other in kept) \
-                and not any(path == o or path in o.parents for o in own):
+        if path not in holding and not str(path).startswith(inside_kept):
             ops.append(Mask(path, note="another subhost's"))
     for share in config.shares:
         if _is_lower(share.source, config.lower):

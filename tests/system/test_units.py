@@ -420,6 +420,32 @@ def test_pid1_is_the_only_process_of_a_running_subhost(box: SystemdBox,
     assert subhosts.leftovers(name) == []
 
 
+def test_a_clean_start_writes_one_line_of_its_own(box: SystemdBox, subhosts: Subhosts) -> None:
+    """Each journal line costs journald (100 subhosts started at once, issue #13): a clean
+    start says once that the subhost runs and which process is its PID 1, nothing more."""
+    name, _ = subhosts.make("START=none\nCABLES= =\n")
+    box.run("systemctl", "daemon-reload")
+    unit = subhosts.unit(name)
+    box.run("systemctl", "start", unit, timeout=60)
+    main = box.run("systemctl", "show", "-P", "MainPID", unit).stdout.strip()
+    cgroup = box.run("systemctl", "show", "-P", "ControlGroup", unit).stdout.strip()
+    host_pidns = box.run("readlink", "/proc/self/ns/pid").stdout.strip()
+    deadline = time.monotonic() + 30
+    while any(p != main and box.run("readlink", f"/proc/{p}/ns/pid", check=False).stdout.strip()
+              == host_pidns for p in box.run("cat", f"/sys/fs/cgroup{cgroup}/cgroup.procs"
+                                             ).stdout.split()):
+        assert time.monotonic() < deadline, "the supervisor did not exit"
+        time.sleep(0.05)
+    box.journal(unit, "is running")
+    ours = [json.loads(line).get("MESSAGE") for line in box.run(
+        "journalctl", "-q", "-u", unit, "-t", "overlay-boot", "-o", "json",
+        "--output-fields=MESSAGE").stdout.splitlines()]
+    assert ours == [f"subhost {name} is running (PID 1 is {main}, the unit's main process "
+                    "from now on)"], ours
+    box.run("systemctl", "stop", unit, timeout=60)
+    assert subhosts.leftovers(name) == []
+
+
 def test_pid1_removes_the_netns_bind_and_runtime_files_itself(box: SystemdBox,
                                                               subhosts: Subhosts) -> None:
     """After a clean stop PID 1 has removed /run/netns/NAME (an unlink from its own mount

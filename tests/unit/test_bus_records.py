@@ -25,9 +25,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = state.read
 
-    def counting(name: str) -> state.Runtime | None:
+    def counting(name: str, **how: int | None) -> state.Runtime | None:
         seen.append(name)
-        return real(name)
+        return real(name, **how)
 
     monkeypatch.setattr(state, "read", counting)
     return seen

@@ -170,11 +170,13 @@ def test_other_subhosts_are_masked_but_never_our_own_or_a_share(tmp_path: Path) 
                                                 Share(Path("/opt/x"), Path("/srv/c/data"))))
     hidden = [PurePosixPath(p) for p in
               ("/srv/a/root", "/srv/b", "/srv/c", tmp_path, tmp_path / "live", tmp_path.parent,
-               "/pub/x")]
+               "/pub/x", "/pub", "/pub-x")]
     masks = [d for d in describe(plan_inside(c, None, hidden)) if d.startswith("mask /srv")
              or d.startswith(f"mask {tmp_path.parent}") or d.startswith("mask /pub")]
-    # /srv/c holds a SHARE target, /pub/x lies below one, tmp_path is ours and holds our LIVE
-    assert masks == ["mask /srv/a/root (another subhost's) (if it exists)",
+    # /srv/c holds a SHARE target, /pub/x lies below one, /pub is one (/pub-x only looks
+    # alike), tmp_path is ours and holds our LIVE
+    assert masks == ["mask /pub-x (another subhost's) (if it exists)",
+                     "mask /srv/a/root (another subhost's) (if it exists)",
                      "mask /srv/b (another subhost's) (if it exists)"]
 
 
