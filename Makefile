@@ -98,7 +98,9 @@ reliability: setup
 # (or APT_HOOK=yes) the apt hook that reports shadowed files after host upgrades.
 install:
 	install -d $(DESTDIR)$(PYDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR)
-	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	# CONFDIR is changed only where needed: a new ctime of it makes the generator's list of
+	# known configs stale until the next daemon-reload (every start then parses every config).
+	[ -d $(DESTDIR)$(CONFDIR) ] || install -d -m 0755 $(DESTDIR)$(CONFDIR)
 	rm -rf $(DESTDIR)$(PYDIR)/overlay_boot
 	cp -r overlay_boot $(DESTDIR)$(PYDIR)/overlay_boot
 	find $(DESTDIR)$(PYDIR)/overlay_boot -name __pycache__ -prune -exec rm -rf {} +
@@ -128,7 +130,8 @@ install:
 	for c in $(COMMANDS); do \
 	  install -m 0644 docs/man/overlay-$$c.8 $(DESTDIR)$(MANDIR)/man8/ || exit 1; \
 	done
-	install -m 0644 etc/overlay-boot/example.conf.sample $(DESTDIR)$(CONFDIR)/
+	cmp -s etc/overlay-boot/example.conf.sample $(DESTDIR)$(CONFDIR)/example.conf.sample || \
+	  install -m 0644 etc/overlay-boot/example.conf.sample $(DESTDIR)$(CONFDIR)/
 	[ -e $(DESTDIR)$(SUBHOSTS_CONF) ] || install -D -m 0644 etc/subhosts.conf $(DESTDIR)$(SUBHOSTS_CONF)
 	if [ -d completions/bash ]; then \
 	  install -d $(DESTDIR)$(BASHCOMPDIR) && cp -P completions/bash/* $(DESTDIR)$(BASHCOMPDIR)/; \
