@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tests.system.box import SystemdBox
 
-from .runner import CONF, REPO
+from .runner import REPO, make_subhost
 
 SNAPSHOT = r"""
 import json, os
@@ -175,13 +175,7 @@ def main() -> int:
         box.run("mkdir", "-p", "/etc/overlay-boot")
         names = [f"cpu{i}" for i in range(args.n)]
         for name in names:
-            base = box.scratch / name
-            for sub in ("live", "root", "work"):
-                (base / sub).mkdir(parents=True)
-            base.chmod(0o755)
-            (base / f"{name}.conf").write_text(CONF)
-            (base / f"{name}.conf").chmod(0o644)
-            box.run("ln", "-sf", str(base / f"{name}.conf"), f"/etc/overlay-boot/{name}.conf")
+            make_subhost(box, name)
         time.sleep(0.2)  # configs older than the generator's list (knownlist.RECENT_NS)
         box.run("systemctl", "daemon-reload")
         box.run("systemctl", "start", "overlay-boot-net.socket")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.system.box import SystemdBox
 
-from .runner import CONF, REPO
+from .runner import REPO, make_subhost
 
 OUT = Path(__file__).resolve().parent / "out"
 NAME = "prof1"
@@ -69,13 +69,8 @@ def main() -> int:
     try:
         box.boot()
         box.run("make", "-s", "-C", str(REPO), "install", timeout=300)
-        base = box.scratch / NAME
-        for sub in ("live", "root", "work"):
-            (base / sub).mkdir(parents=True)
-        base.chmod(0o755)
-        (base / f"{NAME}.conf").write_text(CONF)
-        (base / f"{NAME}.conf").chmod(0o644)
-        box.run("ln", "-sf", str(base / f"{NAME}.conf"), f"/etc/overlay-boot/{NAME}.conf")
+        box.run("mkdir", "-p", "/etc/overlay-boot")
+        make_subhost(box, NAME)
         unit = f"overlay-boot@{NAME}.service"
 
         print("== -X importtime of the unit's main process (slowest 15, cumulative us) ==")

@@ -61,6 +61,21 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def make_subhost(box: SystemdBox, name: str, text: str = CONF, *, link: bool = True) -> Path:
+    """BOX.scratch/NAME with live/, root/, work/ and the config NAME.conf (TEXT), linked into
+    /etc/overlay-boot with LINK; the config's path."""
+    base = box.scratch / name
+    for sub in ("live", "root", "work"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    conf = base / f"{name}.conf"
+    conf.write_text(text)
+    conf.chmod(0o644)
+    if link:
+        box.run("ln", "-sf", str(conf), f"/etc/overlay-boot/{name}.conf")
+    return conf
+
+
 def old_deb() -> Path | None:
     found = sorted(OLD_DEB_DIR.glob("overlay-boot_1.6.4-*_*.deb"))
     return found[-1] if found else None
@@ -84,15 +99,7 @@ class Bench:
         return str(self.scratch / name)
 
     def make_subhost(self, name: str, *, link: bool, extra: str = "") -> None:
-        base = self.scratch / name
-        for sub in ("live", "root", "work"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        base.chmod(0o755)
-        conf = base / f"{name}.conf"
-        conf.write_text(CONF + extra)
-        conf.chmod(0o644)
-        if link:
-            self.box.run("ln", "-sf", str(conf), f"/etc/overlay-boot/{name}.conf")
+        make_subhost(self.box, name, CONF + extra, link=link)
 
     def make_container(self, name: str) -> None:
         base = self.scratch / name
