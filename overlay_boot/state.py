@@ -25,6 +25,10 @@ from . import jsonlite
 from .errors import SubhostError
 from .record import Record, as_dict
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
 RUN_DIR = Path(os.environ.get("OVERLAY_BOOT_RUN_DIR", "/run/overlay-boot"))
 
 
@@ -339,31 +343,30 @@ def read(name: str, *, dir_fd: int | None = None) -> Runtime | None:
         return None
 
 
-def running() -> list[Runtime]:
-    """Records of the subhosts whose supervisor is alive, by name."""
+def running(names: Iterable[str] | None = None, *,
+            read_record: Callable[..., Runtime | None] = read) -> list[Runtime]:
+    """Records of the subhosts whose supervisor is alive, by name. NAMES: only these, in this
+    order (else every record in RUN_DIR, sorted); READ_RECORD(name, dir_fd=FD) reads one (the
+    D-Bus service's reads only what changed)."""
     try:
-        dir_fd = open_run_dir()
+        dir_fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return []
     found = []
     try:
-        # os.listdir, not Path.glob: that compiles a regular expression on every start.
-        for entry in sorted(os.listdir(dir_fd)):
-            name, dot, suffix = entry.rpartition(".")
-            if not (dot and name and suffix == "json"):
-                continue
+        if names is None:
+            # os.listdir, not Path.glob: that compiles a regular expression on every start.
+            names = [name for name, dot, suffix in
+                     (entry.rpartition(".") for entry in sorted(os.listdir(dir_fd)))
+                     if dot and name and suffix == "json"]
+        for name in names:
             if is_locked(name, dir_fd=dir_fd):
-                record = read(name, dir_fd=dir_fd)
+                record = read_record(name, dir_fd=dir_fd)
                 if record is not None:
                     found.append(record)
     finally:
         os.close(dir_fd)
     return found
-
-
-def open_run_dir() -> int:
-    """A descriptor of RUN_DIR, for ``is_locked``/``read`` of many names (OSError if absent)."""
-    return os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def remove(name: str, lock_fd: int) -> None:

@@ -687,28 +687,19 @@ class RunningRecords:
         files = _record_files()
         for name in set(self.cache) - set(files):
             del self.cache[name]
-        found: list[state.Runtime] = []
         if not files:
-            return found
-        try:
-            dir_fd = state.open_run_dir()
-        except OSError:
-            return found
-        try:
-            for name, key in sorted(files.items()):
-                if not state.is_locked(name, dir_fd=dir_fd):
-                    continue
-                cached = self.cache.get(name)
-                if cached is None or cached[0] != key:
-                    record = state.read(name, dir_fd=dir_fd)
-                    cached = (key, record if record is not None and record.name == name
-                              else None)
-                    self.cache[name] = cached
-                if cached[1] is not None:
-                    found.append(cached[1])
-        finally:
-            os.close(dir_fd)
-        return found
+            return []
+
+        def read_if_changed(name: str, dir_fd: int) -> state.Runtime | None:
+            cached = self.cache.get(name)
+            if cached is None or cached[0] != files[name]:
+                record = state.read(name, dir_fd=dir_fd)
+                cached = (files[name], record if record is not None and record.name == name
+                          else None)
+                self.cache[name] = cached
+            return cached[1]
+
+        return state.running(sorted(files), read_record=read_if_changed)
 
     def key_of(self, name: str) -> tuple[int, int, int]:
         """What identifies the content of NAME's record as last read."""
