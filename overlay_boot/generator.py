@@ -168,8 +168,6 @@ _FILTERED_WITH = frozenset(("sys_time", "sys_module", "sys_rawio", "sys_boot", "
 
 def capability_lines(grant: caps.Grant) -> list[str]:
     """What the unit must give back for CAPABILITIES= (README "Security model")."""
-    if not grant.names and not grant.everything:  # no CAPABILITIES= (most configs)
-        return []
     if not grant.added:
         return []
     wanted = UNIT_DROPPED_CAPABILITIES if grant.everything else \
@@ -386,11 +384,9 @@ def _write_text(data: bytes, target: str) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)
-    if written < len(data):  # rarely: a drop-in is far smaller than a page
-        view = memoryview(data)[written:]
-        while view:
-            view = view[os.write(fd, view):]
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def describe(outputs: Sequence[Output], dest: str = "") -> str:
